@@ -1,0 +1,54 @@
+//! Library errors. Every failure a caller can cause (bad model directory, bad
+//! image, bad prompt) has its own variant with a message that names the problem.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RsamError {
+    #[error("model directory {path}: {reason}")]
+    ModelDir { path: PathBuf, reason: String },
+
+    #[error("config {path}: {reason}")]
+    Config { path: PathBuf, reason: String },
+
+    #[error("weights file {path}: {reason}")]
+    WeightsFile { path: PathBuf, reason: String },
+
+    #[error("checkpoint does not match the config:\n{0}")]
+    WeightsMismatch(String),
+
+    #[error("tokenizer {path}: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+
+    #[error("image: {0}")]
+    Image(String),
+
+    #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
+    ImageTooLarge {
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
+
+    #[error("prompt: {0}")]
+    Prompt(String),
+
+    #[error("mask input: {0}")]
+    MaskInput(String),
+
+    #[error("device: {0}")]
+    Device(String),
+
+    #[error("io error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, RsamError>;

@@ -1,0 +1,293 @@
+//! The `rsam` command line: segment, inspect, convert.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use rsam::postprocess::{read_npy_f32, write_npy_f32};
+use rsam::{LoadOptions, Point, Prompt, Rsam};
+
+#[derive(Parser, Debug)]
+#[command(name = "rsam", version, about = "RSAM referring remote-sensing image segmentation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Segment what a sentence (and/or clicks, a box, a mask prompt) describes.
+    Segment(SegmentArgs),
+    /// Print a model directory's config, parameter counts and ignored keys.
+    Inspect(InspectArgs),
+    /// Turn an official training checkpoint into a model directory.
+    Convert(ConvertArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DeviceArgs {
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", env = "RSAM_DEVICE")]
+    device: String,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32", env = "RSAM_DTYPE")]
+    dtype: String,
+    /// Largest image accepted, in pixels (decompression-bomb guard).
+    #[arg(long, default_value_t = rsam::preprocess::DEFAULT_MAX_PIXELS, env = "RSAM_MAX_PIXELS")]
+    max_pixels: u64,
+}
+
+impl DeviceArgs {
+    fn load_options(&self) -> anyhow::Result<LoadOptions> {
+        Ok(LoadOptions {
+            device: rsam::model::parse_device(&self.device)?,
+            dtype: rsam::model::parse_dtype(&self.dtype)?,
+            max_pixels: self.max_pixels,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct SegmentArgs {
+    /// Model directory (config.json, weights, tokenizer).
+    #[arg(long, env = "RSAM_MODEL")]
+    model: PathBuf,
+    /// Image file (PNG, JPEG, TIFF, BMP, WebP).
+    #[arg(long)]
+    image: PathBuf,
+    /// The referring sentence.
+    #[arg(long)]
+    text: Option<String>,
+    /// A click X,Y,LABEL in image pixels (label 1 positive, 0 negative); repeatable.
+    #[arg(long = "point", value_parser = parse_point)]
+    points: Vec<Point>,
+    /// A box X0,Y0,X1,Y1 in image pixels.
+    #[arg(long = "box", value_parser = parse_box)]
+    bbox: Option<[f32; 4]>,
+    /// Earlier low-resolution logits (.npy, S/4 x S/4 float32) as the mask prompt.
+    #[arg(long)]
+    mask_input: Option<PathBuf>,
+    /// Write the low-resolution logits (S/4 x S/4 float32 .npy).
+    #[arg(long)]
+    logits_out: Option<PathBuf>,
+    /// Write the preprocessed 3 x S x S float32 model input (.npy).
+    #[arg(long)]
+    input_out: Option<PathBuf>,
+    /// Write the mask at the image's size as a PNG (0 / 255).
+    #[arg(long)]
+    mask_out: Option<PathBuf>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(clap::Args, Debug)]
+struct InspectArgs {
+    /// Model directory.
+    #[arg(long, env = "RSAM_MODEL")]
+    model: PathBuf,
+}
+
+#[derive(clap::Args, Debug)]
+struct ConvertArgs {
+    /// The official checkpoint (*.pt / *.pth, or a safetensors file).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// config.json in the rsam schema.
+    #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+    config: Option<PathBuf>,
+    /// A built-in config instead of --config: base-plus-800 or base-plus-1024.
+    #[arg(long)]
+    preset: Option<String>,
+    /// tokenizer.json, vocab.txt, or a folder holding either (the official tokenizer_bert/).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Output model directory (created).
+    #[arg(long)]
+    out: PathBuf,
+    /// Storage dtype of the weights: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
+
+fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f32; N], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    if parts.len() != N {
+        return Err(format!("{what} needs {N} comma-separated numbers, got {s:?}"));
+    }
+    let mut out = [0f32; N];
+    for (o, p) in out.iter_mut().zip(&parts) {
+        *o = p.parse::<f32>().map_err(|_| format!("{what}: {p:?} is not a number"))?;
+        if !o.is_finite() {
+            return Err(format!("{what}: {p:?} is not a finite number"));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_point(s: &str) -> Result<Point, String> {
+    let [x, y, label] = parse_floats::<3>(s, "--point X,Y,LABEL")?;
+    if label != 0.0 && label != 1.0 {
+        return Err(format!(
+            "--point label must be 1 (positive) or 0 (negative), got {label}"
+        ));
+    }
+    Ok(Point {
+        x,
+        y,
+        label: label as u8,
+    })
+}
+
+fn parse_box(s: &str) -> Result<[f32; 4], String> {
+    parse_floats::<4>(s, "--box X0,Y0,X1,Y1")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            // One line: the reason, without clap's usage block.
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            eprintln!("{}", first.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber_init();
+    let result = match cli.command {
+        Command::Segment(args) => segment(args),
+        Command::Inspect(args) => inspect(args),
+        Command::Convert(args) => convert(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", format_error(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line (a multi-key weights report keeps
+/// its lines: each names one key).
+fn format_error(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+fn tracing_subscriber_init() {
+    // The CLI logs nothing by default; RUST_LOG is honoured by the server.
+}
+
+/// Prints a line to stdout; a closed pipe (`rsam inspect | head`) is not an error.
+fn print_line(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn segment(args: SegmentArgs) -> anyhow::Result<()> {
+    let options = args.device.load_options()?;
+    let model = Rsam::load(&args.model, &options)?;
+    let bytes = read_file(&args.image)?;
+    let image = rsam::preprocess::decode_image(&bytes, options.max_pixels)
+        .with_context(|| format!("{}", args.image.display()))?;
+    let side = model.low_res_size();
+    let mask_input = match &args.mask_input {
+        Some(path) => {
+            let (shape, data) = read_npy_f32(&read_file(path)?).with_context(|| format!("{}", path.display()))?;
+            let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+            if squeezed != [side, side] && !(side == 1 && squeezed.is_empty()) {
+                bail!(
+                    "{}: mask input has shape {shape:?}, expected {side}x{side} low-resolution logits",
+                    path.display()
+                );
+            }
+            Some(data)
+        }
+        None => None,
+    };
+    let prompt = Prompt {
+        text: args.text.clone(),
+        points: args.points.clone(),
+        bbox: args.bbox,
+        mask_input,
+    };
+    if let Some(path) = &args.input_out {
+        let s = model.image_size();
+        let input = rsam::preprocess::to_model_input(&image, s as u32);
+        write_file(path, &write_npy_f32(&[3, s, s], &input))?;
+    }
+    let features = model.encode_image(&image)?;
+    let prediction = model.decode(&features, &[prompt])?.remove(0);
+    if let Some(path) = &args.logits_out {
+        write_file(path, &write_npy_f32(&[side, side], &prediction.low_res_logits))?;
+    }
+    let mask = prediction.mask(image.width, image.height);
+    if let Some(path) = &args.mask_out {
+        write_file(path, &mask.to_png())?;
+    }
+    let summary = serde_json::json!({
+        "width": image.width,
+        "height": image.height,
+        "iou_prediction": prediction.iou,
+        "object_score_logit": prediction.object_score_logit,
+        "object_present": prediction.object_present(),
+        "area": mask.area(),
+        "bbox": mask.bbox(),
+        "rle": mask.to_rle(),
+    });
+    print_line(&summary.to_string())
+}
+
+fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let model = Rsam::load(&args.model, &LoadOptions::default())?;
+    let report = &model.load_report;
+    let summary = serde_json::json!({
+        "model": args.model,
+        "weights": model.weights_path,
+        "config": model.config,
+        "parameters": report.num_parameters,
+        "parameters_by_component": report.parameters_by_component,
+        "ignored_keys": report.ignored_keys,
+        "tokenizer_vocab_size": model.tokenizer.vocab_size(),
+    });
+    print_line(&serde_json::to_string_pretty(&summary)?)
+}
+
+fn convert(args: ConvertArgs) -> anyhow::Result<()> {
+    let storage = rsam::model::parse_dtype(&args.dtype)?;
+    let config = match (&args.config, &args.preset) {
+        (Some(path), _) => rsam::RsamConfig::from_file(path)?,
+        (None, Some(name)) => rsam::RsamConfig::preset(name)
+            .with_context(|| format!("unknown preset {name:?}: expected base-plus-800 or base-plus-1024"))?,
+        (None, None) => bail!("give --config or --preset"),
+    };
+    let report = rsam::convert::convert_checkpoint(&args.checkpoint, &config, &args.tokenizer, &args.out, storage)?;
+    let summary = serde_json::json!({
+        "out": args.out,
+        "parameters": report.num_parameters,
+        "ignored_keys": report.ignored_keys,
+        "dtype": args.dtype,
+    });
+    print_line(&summary.to_string())
+}

@@ -1,0 +1,359 @@
+//! HieraDet image trunk of SAM 2 (`image_encoder.trunk.*`).
+//!
+//! Mirrors `sam2/modeling/backbones/hieradet.py`: a 7x7 stride-4 patch
+//! embedding, a background positional embedding resampled bicubically to the
+//! patch grid plus a tiled window embedding, then stages of multi-scale blocks
+//! with windowed (zero-padded) or global attention and query max-pooling at
+//! each stage transition.
+
+use candle_core::{Device, Module, Result, Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+use crate::config::RsamConfig;
+use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Mlp};
+
+const NORM_EPS: f64 = 1e-6;
+
+/// Multi-head attention whose queries may be max-pooled (stage transitions).
+#[derive(Debug, Clone)]
+struct MultiScaleAttention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: usize,
+    q_pool: Option<usize>,
+}
+
+impl MultiScaleAttention {
+    /// `x`: B x H x W x C (B counts windows).
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, h, w, _) = x.dims4()?;
+        let qkv = self.qkv.forward(x)?.reshape((b, h * w, 3, self.num_heads, ()))?;
+        let head_dim = qkv.dim(D::Minus1)?;
+        let q = qkv.narrow(2, 0, 1)?.squeeze(2)?;
+        let k = qkv.narrow(2, 1, 1)?.squeeze(2)?;
+        let v = qkv.narrow(2, 2, 1)?.squeeze(2)?;
+        let (q, h, w) = match self.q_pool {
+            Some(stride) => {
+                let pooled = max_pool_nhwc(&q.reshape((b, h, w, ()))?, stride)?;
+                let (_, ph, pw, _) = pooled.dims4()?;
+                (pooled.reshape((b, ph * pw, self.num_heads, head_dim))?, ph, pw)
+            }
+            None => (q, h, w),
+        };
+        let out = scaled_dot_product_attention(
+            &q.transpose(1, 2)?.contiguous()?,
+            &k.transpose(1, 2)?.contiguous()?,
+            &v.transpose(1, 2)?.contiguous()?,
+            None,
+        )?;
+        let out = out.transpose(1, 2)?.reshape((b, h, w, ()))?;
+        self.proj.forward(&out)
+    }
+}
+
+/// `nn.MaxPool2d(kernel=stride, stride=stride)` on a B x H x W x C map.
+fn max_pool_nhwc(x: &Tensor, stride: usize) -> Result<Tensor> {
+    x.permute((0, 3, 1, 2))?.max_pool2d(stride)?.permute((0, 2, 3, 1))
+}
+
+#[derive(Debug, Clone)]
+struct MultiScaleBlock {
+    norm1: LayerNorm,
+    norm2: LayerNorm,
+    attn: MultiScaleAttention,
+    mlp: Mlp,
+    /// Present when the block widens the channels (first block of a stage).
+    proj: Option<Linear>,
+    q_stride: Option<usize>,
+    window_size: usize,
+}
+
+impl MultiScaleBlock {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        dim: usize,
+        dim_out: usize,
+        num_heads: usize,
+        mlp_ratio: f64,
+        q_stride: Option<usize>,
+        window_size: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let attn = MultiScaleAttention {
+            qkv: linear(dim, dim_out * 3, vb.pp("attn.qkv"))?,
+            proj: linear(dim_out, dim_out, vb.pp("attn.proj"))?,
+            num_heads,
+            q_pool: q_stride,
+        };
+        let hidden = (dim_out as f64 * mlp_ratio) as usize;
+        Ok(Self {
+            norm1: LayerNorm::new(dim, NORM_EPS, vb.pp("norm1"))?,
+            norm2: LayerNorm::new(dim_out, NORM_EPS, vb.pp("norm2"))?,
+            attn,
+            mlp: Mlp::new(dim_out, hidden, dim_out, 2, Activation::Gelu, false, vb.pp("mlp"))?,
+            proj: if dim != dim_out {
+                Some(linear(dim, dim_out, vb.pp("proj"))?)
+            } else {
+                None
+            },
+            q_stride,
+            window_size,
+        })
+    }
+
+    /// `x`: B x H x W x C.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let normed = self.norm1.forward(x)?;
+        let shortcut = match (&self.proj, self.q_stride) {
+            (Some(proj), Some(stride)) => max_pool_nhwc(&proj.forward(&normed)?, stride)?,
+            (Some(proj), None) => proj.forward(&normed)?,
+            (None, _) => x.clone(),
+        };
+        let (_, h, w, _) = shortcut.dims4()?;
+        let attended = if self.window_size > 0 {
+            let (windows, padded) = window_partition(&normed, self.window_size)?;
+            let out = self.attn.forward(&windows)?;
+            let (out_window, out_padded) = match self.q_stride {
+                // Pooled queries shrink each window; the padding is recomputed
+                // from the pooled map, as the official code does.
+                Some(stride) => {
+                    let ws = self.window_size / stride;
+                    (ws, (h.div_ceil(ws) * ws, w.div_ceil(ws) * ws))
+                }
+                None => (self.window_size, padded),
+            };
+            window_unpartition(&out, out_window, out_padded, (h, w))?
+        } else {
+            self.attn.forward(&normed)?
+        };
+        let x = (shortcut + attended)?;
+        let mlp_out = self.mlp.forward(&self.norm2.forward(&x)?)?;
+        x + mlp_out
+    }
+}
+
+/// Splits B x H x W x C into (B * nW) x ws x ws x C windows, zero-padding the
+/// bottom and right edges. Returns the padded size.
+fn window_partition(x: &Tensor, ws: usize) -> Result<(Tensor, (usize, usize))> {
+    let (b, h, w, c) = x.dims4()?;
+    let (hp, wp) = (h.div_ceil(ws) * ws, w.div_ceil(ws) * ws);
+    let mut x = x.clone();
+    if hp > h {
+        x = x.pad_with_zeros(1, 0, hp - h)?;
+    }
+    if wp > w {
+        x = x.pad_with_zeros(2, 0, wp - w)?;
+    }
+    let windows = x
+        .reshape((b, hp / ws, ws, wp / ws, ws, c))?
+        .permute((0, 1, 3, 2, 4, 5))?
+        .contiguous()?
+        .reshape(((), ws, ws, c))?;
+    Ok((windows, (hp, wp)))
+}
+
+/// Inverse of [`window_partition`], cropping the padding.
+fn window_unpartition(windows: &Tensor, ws: usize, (hp, wp): (usize, usize), (h, w): (usize, usize)) -> Result<Tensor> {
+    let c = windows.dim(D::Minus1)?;
+    let b = windows.dim(0)? / ((hp / ws) * (wp / ws));
+    let x = windows
+        .reshape((b, hp / ws, wp / ws, ws, ws, c))?
+        .permute((0, 1, 3, 2, 4, 5))?
+        .contiguous()?
+        .reshape((b, hp, wp, c))?;
+    if hp > h || wp > w {
+        x.narrow(1, 0, h)?.narrow(2, 0, w)?.contiguous()
+    } else {
+        Ok(x)
+    }
+}
+
+/// The HieraDet trunk. Returns one B x C x H x W map per stage, highest
+/// resolution first.
+#[derive(Debug, Clone)]
+pub struct Hiera {
+    patch_embed: Conv2d,
+    /// Precomputed 1 x H x W x C positional embedding for the patch grid.
+    pos_embed: Tensor,
+    blocks: Vec<MultiScaleBlock>,
+    stage_ends: Vec<usize>,
+}
+
+impl Hiera {
+    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
+        let h = &cfg.hiera;
+        let conv_cfg = Conv2dConfig {
+            padding: 3,
+            stride: 4,
+            ..Default::default()
+        };
+        let patch_embed = candle_nn::conv2d(3, h.embed_dim, 7, conv_cfg, vb.pp("patch_embed.proj"))?;
+        let [bh, bw] = h.window_pos_embed_bkg_spatial_size;
+        let pos_bkg = vb.get((1, h.embed_dim, bh, bw), "pos_embed")?;
+        let ws0 = h.window_spec[0];
+        let pos_window = vb.get((1, h.embed_dim, ws0, ws0), "pos_embed_window")?;
+        let grid = cfg.image_size / 4;
+        let pos_embed = build_pos_embed(&pos_bkg, &pos_window, grid, grid)?;
+
+        let depth: usize = h.stages.iter().sum();
+        let stage_ends: Vec<usize> = (1..=h.stages.len())
+            .map(|i| h.stages[..i].iter().sum::<usize>() - 1)
+            .collect();
+        let q_pool_blocks: Vec<usize> = stage_ends[..stage_ends.len() - 1]
+            .iter()
+            .map(|e| e + 1)
+            .take(h.q_pool)
+            .collect();
+        let mut blocks = Vec::with_capacity(depth);
+        let (mut dim, mut heads, mut stage) = (h.embed_dim, h.num_heads, 0usize);
+        let vb_blocks = vb.pp("blocks");
+        for i in 0..depth {
+            let mut dim_out = dim;
+            // The window size is the current stage's, read *before* moving to
+            // the next stage: a pooling block attends in its input's windows.
+            let mut window_size = h.window_spec[stage];
+            if h.global_att_blocks.contains(&i) {
+                window_size = 0;
+            }
+            if i > 0 && stage_ends.contains(&(i - 1)) {
+                dim_out = (dim as f64 * h.dim_mul) as usize;
+                heads = (heads as f64 * h.head_mul) as usize;
+                stage += 1;
+            }
+            let q_stride = q_pool_blocks.contains(&i).then_some(h.q_stride);
+            blocks.push(MultiScaleBlock::new(
+                dim,
+                dim_out,
+                heads,
+                h.mlp_ratio,
+                q_stride,
+                window_size,
+                vb_blocks.pp(i),
+            )?);
+            dim = dim_out;
+        }
+        Ok(Self {
+            patch_embed,
+            pos_embed,
+            blocks,
+            stage_ends,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let x = self.patch_embed.forward(x)?.permute((0, 2, 3, 1))?;
+        let mut x = x.broadcast_add(&self.pos_embed.to_dtype(x.dtype())?)?;
+        let mut outputs = Vec::with_capacity(self.stage_ends.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x)?;
+            if self.stage_ends.contains(&i) {
+                outputs.push(x.permute((0, 3, 1, 2))?.contiguous()?);
+            }
+        }
+        Ok(outputs)
+    }
+}
+
+/// `F.interpolate(pos_embed, (h, w), mode="bicubic")` plus the window
+/// embedding tiled over the grid, as 1 x h x w x C.
+fn build_pos_embed(bkg: &Tensor, window: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+    let device = bkg.device().clone();
+    let dtype = bkg.dtype();
+    let (_, c, bh, bw) = bkg.dims4()?;
+    let (_, _, wh, ww) = window.dims4()?;
+    if !h.is_multiple_of(wh) || !w.is_multiple_of(ww) {
+        candle_core::bail!("patch grid {h}x{w} is not a multiple of the {wh}x{ww} window embedding");
+    }
+    let bkg: Vec<f32> = bkg.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    let win: Vec<f32> = window.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+    let resized = bicubic_resize(&bkg, c, bh, bw, h, w);
+    let mut out = vec![0f32; h * w * c];
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                let tiled = win[ch * wh * ww + (y % wh) * ww + (x % ww)];
+                out[(y * w + x) * c + ch] = resized[ch * h * w + y * w + x] + tiled;
+            }
+        }
+    }
+    Tensor::from_vec(out, (1, h, w, c), &Device::Cpu)?
+        .to_dtype(dtype)?
+        .to_device(&device)
+}
+
+/// PyTorch's bicubic upsampling (`align_corners=False`, A = -0.75, edge
+/// indices clamped) of a C x H x W map.
+pub(crate) fn bicubic_resize(src: &[f32], c: usize, in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    const A: f64 = -0.75;
+    let cc1 = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let cc2 = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    // For each output index: the 4 clamped source indices and their weights.
+    let taps = |in_size: usize, out_size: usize| -> Vec<([usize; 4], [f64; 4])> {
+        let scale = in_size as f32 / out_size as f32;
+        (0..out_size)
+            .map(|i| {
+                let real = (scale * (i as f32 + 0.5) - 0.5) as f64;
+                let base = real.floor();
+                let t = real - base;
+                let idx = |o: i64| (base as i64 + o).clamp(0, in_size as i64 - 1) as usize;
+                (
+                    [idx(-1), idx(0), idx(1), idx(2)],
+                    [cc2(t + 1.0), cc1(t), cc1(1.0 - t), cc2(2.0 - t)],
+                )
+            })
+            .collect()
+    };
+    let ty = taps(in_h, out_h);
+    let tx = taps(in_w, out_w);
+    let mut out = vec![0f32; c * out_h * out_w];
+    for ch in 0..c {
+        let plane = &src[ch * in_h * in_w..(ch + 1) * in_h * in_w];
+        for (oy, (iy, wy)) in ty.iter().enumerate() {
+            for (ox, (ix, wx)) in tx.iter().enumerate() {
+                let mut acc = 0f64;
+                for (ky, &sy) in iy.iter().enumerate() {
+                    let mut row = 0f64;
+                    for (kx, &sx) in ix.iter().enumerate() {
+                        row += plane[sy * in_w + sx] as f64 * wx[kx];
+                    }
+                    acc += row * wy[ky];
+                }
+                out[ch * out_h * out_w + oy * out_w + ox] = acc as f32;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bicubic_identity_when_size_unchanged() {
+        let src: Vec<f32> = (0..16).map(|v| v as f32 * 0.5 - 3.0).collect();
+        let out = bicubic_resize(&src, 1, 4, 4, 4, 4);
+        for (a, b) in src.iter().zip(out.iter()) {
+            assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn bicubic_constant_stays_constant() {
+        let src = vec![2.5f32; 9];
+        let out = bicubic_resize(&src, 1, 3, 3, 7, 5);
+        assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5));
+    }
+
+    #[test]
+    fn window_partition_round_trips_with_padding() -> Result<()> {
+        let x = Tensor::arange(0f32, 2.0 * 5.0 * 7.0 * 3.0, &Device::Cpu)?.reshape((2, 5, 7, 3))?;
+        let (windows, padded) = window_partition(&x, 4)?;
+        assert_eq!(padded, (8, 8));
+        assert_eq!(windows.dims(), &[2 * 4, 4, 4, 3]);
+        let back = window_unpartition(&windows, 4, padded, (5, 7))?;
+        let diff = (back - &x)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(diff, 0.0);
+        Ok(())
+    }
+}

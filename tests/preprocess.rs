@@ -1,0 +1,852 @@
+//! Tests for `rsam::preprocess`: agreement with the official Python pipeline
+//! on the fixture images, hand-checked cases of the PIL bilinear resampler,
+//! and decoding of every supported layout and failure mode.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+
+use candle_core::Device;
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::{ExtendedColorType, ImageEncoder};
+use rsam::preprocess::{
+    decode_image, resize_bilinear_pil, to_model_input, to_model_tensor, RgbImage,
+    DEFAULT_MAX_PIXELS, IMAGE_MEAN, IMAGE_STD,
+};
+use rsam::RsamError;
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny")
+}
+
+fn fixture_image(name: &str) -> Vec<u8> {
+    let path = fixture_dir().join("images").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+fn rgb(width: u32, height: u32, data: Vec<u8>) -> RgbImage {
+    assert_eq!(data.len(), (width * height * 3) as usize);
+    RgbImage {
+        width,
+        height,
+        data,
+    }
+}
+
+/// Pixel `(x, y)` of an RGB image.
+fn pixel(img: &RgbImage, x: u32, y: u32) -> [u8; 3] {
+    let i = ((y * img.width + x) * 3) as usize;
+    [img.data[i], img.data[i + 1], img.data[i + 2]]
+}
+
+/// Encodes raw samples as PNG with the `png` crate, which (unlike the
+/// `image` crate's encoder) can write palettes and extra chunks.
+/// `data` is in PNG byte order (big-endian for 16-bit samples).
+fn encode_png_raw(
+    width: u32,
+    height: u32,
+    color: png::ColorType,
+    depth: png::BitDepth,
+    palette: Option<&[u8]>,
+    exif: Option<&[u8]>,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut enc = png::Encoder::new(&mut out, width, height);
+        enc.set_color(color);
+        enc.set_depth(depth);
+        if let Some(p) = palette {
+            enc.set_palette(p.to_vec());
+        }
+        let mut writer = enc.write_header().unwrap();
+        if let Some(exif) = exif {
+            writer.write_chunk(png::chunk::eXIf, exif).unwrap();
+        }
+        writer.write_image_data(data).unwrap();
+        writer.finish().unwrap();
+    }
+    out
+}
+
+fn encode_png_rgb8(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out)
+        .write_image(&img.data, img.width, img.height, ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+fn encode_jpeg_rgb8(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, 95)
+        .write_image(&img.data, img.width, img.height, ExtendedColorType::Rgb8)
+        .unwrap();
+    out
+}
+
+/// CRC-32 (IEEE, reflected, as used by PNG chunks), bit by bit: tests only
+/// need a few short chunks.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            let mask = (crc & 1).wrapping_neg();
+            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+        }
+    }
+    !crc
+}
+
+/// One PNG chunk: length, type, data, CRC over type + data.
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
+    let mut crc_input = kind.to_vec();
+    crc_input.extend_from_slice(data);
+    out.extend_from_slice(&crc32(&crc_input).to_be_bytes());
+    out
+}
+
+/// A big-endian TIFF/EXIF block holding one IFD entry: Orientation (0x0112,
+/// SHORT, count 1) = `orientation`. This is the payload of a PNG `eXIf`
+/// chunk, and of a JPEG APP1 segment after the `Exif\0\0` prefix.
+fn exif_orientation(orientation: u16) -> Vec<u8> {
+    let mut e = Vec::new();
+    e.extend_from_slice(b"MM\0\x2a"); // big-endian TIFF header
+    e.extend_from_slice(&8u32.to_be_bytes()); // first IFD right after it
+    e.extend_from_slice(&1u16.to_be_bytes()); // one entry
+    e.extend_from_slice(&0x0112u16.to_be_bytes()); // tag: Orientation
+    e.extend_from_slice(&3u16.to_be_bytes()); // type: SHORT
+    e.extend_from_slice(&1u32.to_be_bytes()); // count
+    e.extend_from_slice(&orientation.to_be_bytes()); // value, left-justified
+    e.extend_from_slice(&[0, 0]); // padding of the 4-byte value field
+    e.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+    e
+}
+
+/// Splices an APP1 `Exif` segment right after the JPEG SOI marker.
+fn jpeg_with_exif(jpeg: &[u8], exif: &[u8]) -> Vec<u8> {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "not a JPEG");
+    let payload_len = 2 + 6 + exif.len(); // length field counts itself
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    out.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    out.extend_from_slice(b"Exif\0\0");
+    out.extend_from_slice(exif);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// A deterministic 2-colour-per-half test image with a gradient so that
+/// every pixel differs: left half reddish, right half bluish.
+fn gradient_image(width: u32, height: u32) -> RgbImage {
+    let mut data = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            data.extend_from_slice(&[
+                (x * 7 + y * 3) as u8,
+                (x * 11 + y * 13) as u8,
+                255u32.wrapping_sub(x * 5 + y) as u8,
+            ]);
+        }
+    }
+    rgb(width, height, data)
+}
+
+fn assert_image_error(result: rsam::Result<RgbImage>, needle: &str) {
+    match result {
+        Err(RsamError::Image(msg)) => assert!(
+            msg.contains(needle),
+            "message {msg:?} should contain {needle:?}"
+        ),
+        Err(other) => panic!("expected RsamError::Image containing {needle:?}, got {other:?}"),
+        Ok(img) => panic!(
+            "expected an error containing {needle:?}, decoded {}x{}",
+            img.width, img.height
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Agreement with the official Python pipeline
+// ---------------------------------------------------------------------------
+
+/// Max |ours - expected| over all elements, in normalised units, plus the
+/// same difference converted back to grey levels (per-channel `std`).
+fn compare_with_expected(image_name: &str) -> (f32, f32) {
+    let expected = candle_core::safetensors::load(
+        fixture_dir().join("expected.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let key = format!("input.{image_name}");
+    let want = expected
+        .get(&key)
+        .unwrap_or_else(|| panic!("{key} missing from expected.safetensors"));
+    assert_eq!(want.dims(), &[1, 3, 128, 128], "{key}");
+    let want: Vec<f32> = want.flatten_all().unwrap().to_vec1().unwrap();
+
+    let img = decode_image(&fixture_image(image_name), DEFAULT_MAX_PIXELS).unwrap();
+    let got = to_model_input(&img, 128);
+    assert_eq!(got.len(), want.len());
+
+    let plane = 128 * 128;
+    let mut max_norm = 0f32;
+    let mut max_grey = 0f32;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let d = (g - w).abs();
+        max_norm = max_norm.max(d);
+        max_grey = max_grey.max(d * IMAGE_STD[i / plane] * 255.0);
+    }
+    eprintln!(
+        "{image_name}: {}x{} -> 128x128, max diff {max_norm:.3e} normalised = {max_grey:.3} grey levels",
+        img.width, img.height
+    );
+    (max_norm, max_grey)
+}
+
+/// One grey level in the channel with the largest std (the most lenient),
+/// plus float slack.
+const ONE_GREY_LEVEL: f32 = 1.0 / 255.0 / 0.225 + 1e-5;
+
+#[test]
+fn square_png_matches_python_without_resampling() {
+    let (max_norm, _) = compare_with_expected("square.png");
+    // 128x128 -> 128x128 is the identity, so only float rounding may differ.
+    assert!(max_norm <= 1e-6, "max diff {max_norm}");
+}
+
+#[test]
+fn wide_png_matches_python() {
+    let (max_norm, max_grey) = compare_with_expected("wide.png");
+    assert!(max_norm <= ONE_GREY_LEVEL, "max diff {max_norm}");
+    // Lossless input and a bit-exact resampler: no grey level may differ.
+    assert!(max_grey < 0.01, "max diff {max_grey} grey levels");
+}
+
+#[test]
+fn tall_jpg_matches_python() {
+    // libjpeg-turbo (PIL) and zune-jpeg (image crate) may round the IDCT and
+    // chroma upsampling differently, so allow one grey level.
+    let (max_norm, _) = compare_with_expected("tall.jpg");
+    assert!(max_norm <= ONE_GREY_LEVEL, "max diff {max_norm}");
+}
+
+#[test]
+fn tensor_matches_vec_and_has_nchw_shape() {
+    let img = gradient_image(20, 9);
+    let v = to_model_input(&img, 16);
+    let t = to_model_tensor(&img, 16, &Device::Cpu).unwrap();
+    assert_eq!(t.dims(), &[1, 3, 16, 16]);
+    assert_eq!(t.dtype(), candle_core::DType::F32);
+    let tv: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+    assert_eq!(tv, v);
+}
+
+#[test]
+fn normalisation_is_torchvision_in_f32_and_chw() {
+    // 1x1 -> 1x1 needs no resampling, so the values are pure normalisation.
+    let img = rgb(1, 1, vec![0, 128, 255]);
+    let v = to_model_input(&img, 1);
+    let want = [
+        (0f32 / 255.0 - IMAGE_MEAN[0]) / IMAGE_STD[0],
+        (128f32 / 255.0 - IMAGE_MEAN[1]) / IMAGE_STD[1],
+        (255f32 / 255.0 - IMAGE_MEAN[2]) / IMAGE_STD[2],
+    ];
+    assert_eq!(v, want);
+
+    // CHW layout: every R value first, then G, then B.
+    let img = rgb(2, 1, vec![10, 20, 30, 40, 50, 60]);
+    let v = to_model_input(&img, 2);
+    // 2x1 -> 2x2 only resamples vertically, duplicating the row.
+    let n = |x: u8, c: usize| (f32::from(x) / 255.0 - IMAGE_MEAN[c]) / IMAGE_STD[c];
+    let want = [
+        n(10, 0),
+        n(40, 0),
+        n(10, 0),
+        n(40, 0),
+        n(20, 1),
+        n(50, 1),
+        n(20, 1),
+        n(50, 1),
+        n(30, 2),
+        n(60, 2),
+        n(30, 2),
+        n(60, 2),
+    ];
+    assert_eq!(v, want);
+    assert_eq!(IMAGE_MEAN, [0.485, 0.456, 0.406]);
+    assert_eq!(IMAGE_STD, [0.229, 0.224, 0.225]);
+}
+
+// ---------------------------------------------------------------------------
+// PIL bilinear resampling, hand-checked
+// ---------------------------------------------------------------------------
+//
+// Notation for the hand computations below (Pillow's algorithm):
+//   scale = in/out, filterscale = support = max(scale, 1), ss = 1/filterscale
+//   center = (xx + 0.5) * scale
+//   xmin = max(0, trunc(center - support + 0.5)), xmax = min(in, trunc(center + support + 0.5))
+//   w[x] = tri((x + xmin - center + 0.5) * ss), normalised to sum 1,
+//   k = trunc(0.5 + w * 2^22); out = (2^21 + sum(in * k)) >> 22.
+
+#[test]
+fn resize_4x1_to_2x1_by_hand() {
+    // scale = 2, support = 2, ss = 0.5.
+    // xx = 0: center 1, xmin = trunc(-0.5) = 0, xmax = trunc(3.5) = 3.
+    //   t = -0.25, 0.25, 0.75 -> w = 0.75, 0.75, 0.25 -> 3/7, 3/7, 1/7
+    //   k = 1797559, 1797559, 599186 on inputs 0, 1, 2.
+    // xx = 1: center 3, xmin = trunc(1.5) = 1, xmax = min(4, 5) = 4.
+    //   t = -0.75, -0.25, 0.25 -> 1/7, 3/7, 3/7 on inputs 1, 2, 3.
+    // R [0, 70, 140, 210]: (0*3 + 70*3 + 140)/7 = 50; (70 + 140*3 + 210*3)/7 = 160
+    //   (fixed point: 2^21 + 70*1797559 + 140*599186 = 211812322, >> 22 = 50;
+    //    2^21 + 70*599186 + 350*1797559 = 673185822, >> 22 = 160).
+    // G [10, 20, 30, 40]: 120/7 = 17.14 -> 17; 230/7 = 32.86 -> 33.
+    // B [255, 0, 255, 0]: 1020/7 = 145.7 -> 146; 765/7 = 109.3 -> 109.
+    let img = rgb(
+        4,
+        1,
+        vec![0, 10, 255, 70, 20, 0, 140, 30, 255, 210, 40, 0],
+    );
+    let out = resize_bilinear_pil(&img, 2, 1);
+    assert_eq!((out.width, out.height), (2, 1));
+    assert_eq!(out.data, vec![50, 17, 146, 160, 33, 109]);
+}
+
+#[test]
+fn resize_2x1_to_4x1_by_hand() {
+    // scale = 0.5, support = 1, ss = 1 (no widening when up-sampling).
+    // xx = 0: center 0.25, inputs [0, 1): w = tri(0.25) = 0.75 -> 1    => a
+    // xx = 1: center 0.75, inputs [0, 2): t = -0.25, 0.75 -> 0.75, 0.25
+    // xx = 2: center 1.25, inputs [0, 2): t = -0.75, 0.25 -> 0.25, 0.75
+    // xx = 3: center 1.75, inputs [1, 2): w = 1                        => b
+    // k(0.75) = 3145728, k(0.25) = 1048576 exactly, so halves round up:
+    // R (a, b) = (0, 100):  0, 25, 75, 100
+    // G (a, b) = (10, 20):  10, 12.5 -> 13, 17.5 -> 18, 20
+    // B (a, b) = (255, 0):  255, 191.25 -> 191, 63.75 -> 64, 0
+    let img = rgb(2, 1, vec![0, 10, 255, 100, 20, 0]);
+    let out = resize_bilinear_pil(&img, 4, 1);
+    assert_eq!((out.width, out.height), (4, 1));
+    assert_eq!(
+        out.data,
+        vec![0, 10, 255, 25, 13, 191, 75, 18, 64, 100, 20, 0]
+    );
+}
+
+#[test]
+fn resize_3x1_to_2x1_by_hand() {
+    // scale = 1.5, support = 1.5, ss = 2/3.
+    // xx = 0: center 0.75, inputs [0, 2): t = -1/6, 1/2 -> 5/6, 1/2 -> 5/8, 3/8
+    // xx = 1: center 2.25, inputs [1, 3): t = -1/2, 1/6 -> 3/8, 5/8
+    // [0, 90, 255]: 90*3/8 = 33.75 -> 34; 90*3/8 + 255*5/8 = 193.125 -> 193
+    let img = rgb(3, 1, vec![0, 0, 0, 90, 90, 90, 255, 255, 255]);
+    let out = resize_bilinear_pil(&img, 2, 1);
+    assert_eq!(out.data, vec![34, 34, 34, 193, 193, 193]);
+}
+
+#[test]
+fn resize_vertical_pass_matches_horizontal_by_symmetry() {
+    // A 1x4 column resized to 1x2 uses the same weights as the 4x1 row.
+    let img = rgb(
+        1,
+        4,
+        vec![0, 10, 255, 70, 20, 0, 140, 30, 255, 210, 40, 0],
+    );
+    let out = resize_bilinear_pil(&img, 1, 2);
+    assert_eq!((out.width, out.height), (1, 2));
+    assert_eq!(out.data, vec![50, 17, 146, 160, 33, 109]);
+
+    // And transposition commutes with resizing for a full 2-D image.
+    let img = gradient_image(13, 7);
+    let transpose = |im: &RgbImage| {
+        let mut data = Vec::with_capacity(im.data.len());
+        for x in 0..im.width {
+            for y in 0..im.height {
+                data.extend_from_slice(&pixel(im, x, y));
+            }
+        }
+        rgb(im.height, im.width, data)
+    };
+    // Horizontal first then vertical is PIL's order; with the intermediate
+    // rounding the two orders may differ, so compare single-axis resizes.
+    let a = resize_bilinear_pil(&img, 5, 7);
+    let b = transpose(&resize_bilinear_pil(&transpose(&img), 7, 5));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn resize_identity_when_size_unchanged() {
+    let img = gradient_image(17, 11);
+    assert_eq!(resize_bilinear_pil(&img, 17, 11), img);
+}
+
+#[test]
+fn resize_constant_image_stays_constant() {
+    // The fixed-point weights of every output sum to 2^22 (up to rounding),
+    // so a flat image must stay flat at every scale, including the extremes.
+    for &(w, h, ow, oh) in &[
+        (1, 1, 7, 3),
+        (300, 2, 7, 5),
+        (5, 5, 128, 128),
+        (1000, 1, 3, 1),
+    ] {
+        for v in [0u8, 1, 127, 254, 255] {
+            let img = rgb(w, h, vec![v; (w * h * 3) as usize]);
+            let out = resize_bilinear_pil(&img, ow, oh);
+            assert_eq!((out.width, out.height), (ow, oh));
+            assert!(
+                out.data.iter().all(|&x| x == v),
+                "{w}x{h} -> {ow}x{oh} of {v}"
+            );
+        }
+    }
+}
+
+#[test]
+fn resize_degenerate_sizes_do_not_panic() {
+    let img = gradient_image(4, 3);
+    let out = resize_bilinear_pil(&img, 0, 5);
+    assert_eq!((out.width, out.height, out.data.len()), (0, 5, 0));
+    let empty = RgbImage {
+        width: 0,
+        height: 0,
+        data: vec![],
+    };
+    let out = resize_bilinear_pil(&empty, 2, 2);
+    assert_eq!(out.data, vec![0; 12]);
+    // Inconsistent public fields: treated as padded with black.
+    let short = RgbImage {
+        width: 4,
+        height: 4,
+        data: vec![255; 6],
+    };
+    let out = resize_bilinear_pil(&short, 2, 2);
+    assert_eq!(out.data.len(), 12);
+    assert!(to_model_input(&img, 0).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Decoding
+// ---------------------------------------------------------------------------
+
+#[test]
+fn decode_rgb_png_round_trips() {
+    let img = gradient_image(9, 5);
+    let decoded = decode_image(&encode_png_rgb8(&img), DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!(decoded, img);
+}
+
+#[test]
+fn decode_other_lossless_formats_round_trip() {
+    let img = gradient_image(9, 5);
+    let mut bmp = Vec::new();
+    image::codecs::bmp::BmpEncoder::new(&mut bmp)
+        .write_image(&img.data, 9, 5, ExtendedColorType::Rgb8)
+        .unwrap();
+    let mut tiff = Cursor::new(Vec::new());
+    image::codecs::tiff::TiffEncoder::new(&mut tiff)
+        .write_image(&img.data, 9, 5, ExtendedColorType::Rgb8)
+        .unwrap();
+    let mut webp = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .write_image(&img.data, 9, 5, ExtendedColorType::Rgb8)
+        .unwrap();
+    for (name, bytes) in [("bmp", bmp), ("tiff", tiff.into_inner()), ("webp", webp)] {
+        let decoded = decode_image(&bytes, DEFAULT_MAX_PIXELS)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(decoded, img, "{name}");
+    }
+}
+
+#[test]
+fn decode_greyscale_png_expands_to_rgb() {
+    let grey: Vec<u8> = (0..12).map(|i| i * 20).collect();
+    let bytes = encode_png_raw(
+        4,
+        3,
+        png::ColorType::Grayscale,
+        png::BitDepth::Eight,
+        None,
+        None,
+        &grey,
+    );
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!((img.width, img.height), (4, 3));
+    let want: Vec<u8> = grey.iter().flat_map(|&v| [v, v, v]).collect();
+    assert_eq!(img.data, want);
+}
+
+#[test]
+fn decode_grey_alpha_png_drops_alpha() {
+    let bytes = encode_png_raw(
+        2,
+        1,
+        png::ColorType::GrayscaleAlpha,
+        png::BitDepth::Eight,
+        None,
+        None,
+        &[100, 0, 200, 255],
+    );
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!(img.data, vec![100, 100, 100, 200, 200, 200]);
+}
+
+#[test]
+fn decode_rgba_png_drops_alpha_without_compositing() {
+    // PIL's convert("RGB") discards alpha; it does not blend with a
+    // background, so a fully transparent pixel keeps its colour.
+    let rgba = [10, 20, 30, 0, 40, 50, 60, 128, 70, 80, 90, 255];
+    let bytes = encode_png_raw(
+        3,
+        1,
+        png::ColorType::Rgba,
+        png::BitDepth::Eight,
+        None,
+        None,
+        &rgba,
+    );
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!(img.data, vec![10, 20, 30, 40, 50, 60, 70, 80, 90]);
+}
+
+#[test]
+fn decode_16_bit_png_keeps_high_byte() {
+    // Low bytes chosen so that rounding ((v + 128) / 257) would give a
+    // different answer than truncation (v >> 8).
+    let samples: [u16; 6] = [0x12FF, 0x3480, 0xFF7F, 0x00FF, 0x8081, 0x7FFF];
+    let be: Vec<u8> = samples.iter().flat_map(|v| v.to_be_bytes()).collect();
+    let bytes = encode_png_raw(
+        2,
+        1,
+        png::ColorType::Rgb,
+        png::BitDepth::Sixteen,
+        None,
+        None,
+        &be,
+    );
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!(img.data, vec![0x12, 0x34, 0xFF, 0x00, 0x80, 0x7F]);
+
+    // 16-bit grey (+ alpha) as well.
+    let be: Vec<u8> = [0xABCDu16, 0x0000, 0x01FF, 0xFFFF]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    let bytes = encode_png_raw(
+        2,
+        1,
+        png::ColorType::GrayscaleAlpha,
+        png::BitDepth::Sixteen,
+        None,
+        None,
+        &be,
+    );
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!(img.data, vec![0xAB, 0xAB, 0xAB, 0x01, 0x01, 0x01]);
+}
+
+#[test]
+fn decode_palette_png_expands_palette() {
+    let palette = [255, 0, 0, 0, 255, 0, 0, 0, 255, 12, 34, 56];
+    let indices = [3, 0, 1, 2, 2, 3];
+    let bytes = encode_png_raw(
+        3,
+        2,
+        png::ColorType::Indexed,
+        png::BitDepth::Eight,
+        Some(&palette),
+        None,
+        &indices,
+    );
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!((img.width, img.height), (3, 2));
+    let want: Vec<u8> = indices
+        .iter()
+        .flat_map(|&i| palette[usize::from(i) * 3..usize::from(i) * 3 + 3].to_vec())
+        .collect();
+    assert_eq!(img.data, want);
+}
+
+#[test]
+fn decode_png_exif_orientation_rotates() {
+    // Stored 3 wide x 2 high:
+    //   a b c
+    //   d e f
+    // Orientation 6 means "rotate 90 degrees clockwise to display":
+    //   d a
+    //   e b
+    //   f c
+    let stored = gradient_image(3, 2);
+    let bytes = encode_png_raw(
+        3,
+        2,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        None,
+        Some(&exif_orientation(6)),
+        &stored.data,
+    );
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!((img.width, img.height), (2, 3));
+    for (x, y, sx, sy) in [
+        (0, 0, 0, 1),
+        (1, 0, 0, 0),
+        (0, 1, 1, 1),
+        (1, 1, 1, 0),
+        (0, 2, 2, 1),
+        (1, 2, 2, 0),
+    ] {
+        assert_eq!(pixel(&img, x, y), pixel(&stored, sx, sy), "({x}, {y})");
+    }
+
+    // Orientation 1 (or none) leaves the image alone.
+    let bytes = encode_png_raw(
+        3,
+        2,
+        png::ColorType::Rgb,
+        png::BitDepth::Eight,
+        None,
+        Some(&exif_orientation(1)),
+        &stored.data,
+    );
+    assert_eq!(decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap(), stored);
+}
+
+#[test]
+fn decode_jpeg_exif_orientation_rotates() {
+    // 32 wide x 16 high: left half red, right half blue (flat blocks so
+    // that JPEG compression keeps the colours recognisable).
+    let (w, h) = (32u32, 16u32);
+    let mut data = Vec::new();
+    for _y in 0..h {
+        for x in 0..w {
+            data.extend_from_slice(if x < w / 2 { &[255, 0, 0] } else { &[0, 0, 255] });
+        }
+    }
+    let stored = rgb(w, h, data);
+    let bytes = jpeg_with_exif(&encode_jpeg_rgb8(&stored), &exif_orientation(6));
+    let img = decode_image(&bytes, DEFAULT_MAX_PIXELS).unwrap();
+    // Rotated 90 degrees clockwise: 16 wide x 32 high, the stored left
+    // (red) half is now on top, the right (blue) half at the bottom.
+    assert_eq!((img.width, img.height), (h, w));
+    let near = |p: [u8; 3], q: [u8; 3]| p.iter().zip(q).all(|(&a, b)| a.abs_diff(b) <= 16);
+    assert!(near(pixel(&img, 8, 4), [255, 0, 0]), "{:?}", pixel(&img, 8, 4));
+    assert!(near(pixel(&img, 8, 27), [0, 0, 255]), "{:?}", pixel(&img, 8, 27));
+
+    // Without the EXIF segment the stored layout is returned.
+    let plain = decode_image(&encode_jpeg_rgb8(&stored), DEFAULT_MAX_PIXELS).unwrap();
+    assert_eq!((plain.width, plain.height), (w, h));
+    assert!(near(pixel(&plain, 4, 8), [255, 0, 0]));
+    assert!(near(pixel(&plain, 27, 8), [0, 0, 255]));
+}
+
+#[test]
+fn decode_rejects_empty_bytes() {
+    assert_image_error(decode_image(&[], DEFAULT_MAX_PIXELS), "empty");
+}
+
+#[test]
+fn decode_rejects_unrecognised_bytes() {
+    // xorshift noise: deterministic, and no image signature.
+    let mut s = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect();
+    assert_image_error(
+        decode_image(&noise, DEFAULT_MAX_PIXELS),
+        "not a recognised image format",
+    );
+    assert_image_error(
+        decode_image(b"hello, world", DEFAULT_MAX_PIXELS),
+        "not a recognised image format",
+    );
+}
+
+#[test]
+fn decode_rejects_recognised_but_unsupported_format() {
+    // A GIF signature is recognised, but GIF is not a supported input.
+    assert_image_error(
+        decode_image(b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", DEFAULT_MAX_PIXELS),
+        "unsupported image format",
+    );
+}
+
+#[test]
+fn decode_rejects_truncated_png() {
+    let full = encode_png_rgb8(&gradient_image(32, 32));
+    for cut in [9, 20, 33, 40, full.len() / 2, full.len() - 13] {
+        assert_image_error(
+            decode_image(&full[..cut], DEFAULT_MAX_PIXELS),
+            "corrupt or truncated image data",
+        );
+    }
+}
+
+#[test]
+fn decode_rejects_corrupt_png_data() {
+    // Flip bytes inside the IDAT payload: the zlib stream or the CRC breaks.
+    let mut bytes = encode_png_rgb8(&gradient_image(32, 32));
+    let idat = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+    for b in &mut bytes[idat + 8..idat + 40] {
+        *b ^= 0x5A;
+    }
+    assert_image_error(
+        decode_image(&bytes, DEFAULT_MAX_PIXELS),
+        "corrupt or truncated image data",
+    );
+}
+
+#[test]
+fn decode_rejects_truncated_jpeg_header() {
+    let full = encode_jpeg_rgb8(&gradient_image(16, 16));
+    assert_image_error(
+        decode_image(&full[..40], DEFAULT_MAX_PIXELS),
+        "corrupt or truncated image data",
+    );
+}
+
+#[test]
+fn decode_enforces_max_pixels_on_a_small_image() {
+    let bytes = encode_png_rgb8(&gradient_image(8, 4));
+    // Exactly at the limit is fine ...
+    assert!(decode_image(&bytes, 32).is_ok());
+    // ... one pixel fewer allowed is not.
+    match decode_image(&bytes, 31) {
+        Err(RsamError::ImageTooLarge {
+            width,
+            height,
+            pixels,
+            limit,
+        }) => assert_eq!((width, height, pixels, limit), (8, 4, 32, 31)),
+        other => panic!("expected ImageTooLarge, got {other:?}"),
+    }
+    // A single row wider than the whole budget is reported the same way.
+    let bytes = encode_png_rgb8(&gradient_image(40, 1));
+    assert!(matches!(
+        decode_image(&bytes, 10),
+        Err(RsamError::ImageTooLarge { width: 40, height: 1, .. })
+    ));
+}
+
+/// A PNG whose IHDR claims `width x height` RGB8, followed by a tiny IDAT
+/// that cannot possibly hold that many pixels.
+fn lying_png(width: u32, height: u32) -> Vec<u8> {
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit, RGB, deflate, no filter, no interlace
+    let mut out = vec![0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
+    out.extend(png_chunk(b"IHDR", &ihdr));
+    // zlib stream of one empty stored block.
+    out.extend(png_chunk(b"IDAT", &[0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF]));
+    out.extend(png_chunk(b"IEND", &[]));
+    out
+}
+
+#[test]
+fn decode_rejects_bomb_header_before_allocating() {
+    // 100000 x 100000 RGB would be 30 GB: the header check must fire
+    // before any pixel buffer exists (if it did not, this test would abort
+    // on allocation or take very long).
+    let bytes = lying_png(100_000, 100_000);
+    match decode_image(&bytes, DEFAULT_MAX_PIXELS) {
+        Err(RsamError::ImageTooLarge {
+            width,
+            height,
+            pixels,
+            limit,
+        }) => {
+            assert_eq!((width, height), (100_000, 100_000));
+            assert_eq!(pixels, 10_000_000_000);
+            assert_eq!(limit, DEFAULT_MAX_PIXELS);
+        }
+        other => panic!("expected ImageTooLarge, got {other:?}"),
+    }
+    // Also with dimensions that overflow u32 arithmetic.
+    let bytes = lying_png(0x7FFF_FFFF, 0x7FFF_FFFF);
+    assert!(matches!(
+        decode_image(&bytes, DEFAULT_MAX_PIXELS),
+        Err(RsamError::ImageTooLarge { .. })
+    ));
+}
+
+#[test]
+fn decode_lying_header_within_budget_fails_cleanly() {
+    // Admissible size, but the data is missing: a clean error, not a panic.
+    let bytes = lying_png(1000, 1000);
+    assert_image_error(
+        decode_image(&bytes, DEFAULT_MAX_PIXELS),
+        "corrupt or truncated image data",
+    );
+}
+
+#[test]
+fn decode_never_panics_on_mutated_inputs() {
+    // A small deterministic fuzz: truncations and byte flips of valid files
+    // of every supported format must give Ok or Err, never a panic.
+    let img = gradient_image(24, 17);
+    let mut seeds = vec![
+        encode_png_rgb8(&img),
+        encode_jpeg_rgb8(&img),
+        jpeg_with_exif(&encode_jpeg_rgb8(&img), &exif_orientation(8)),
+    ];
+    let mut bmp = Vec::new();
+    image::codecs::bmp::BmpEncoder::new(&mut bmp)
+        .write_image(&img.data, 24, 17, ExtendedColorType::Rgb8)
+        .unwrap();
+    seeds.push(bmp);
+    let mut tiff = Cursor::new(Vec::new());
+    image::codecs::tiff::TiffEncoder::new(&mut tiff)
+        .write_image(&img.data, 24, 17, ExtendedColorType::Rgb8)
+        .unwrap();
+    seeds.push(tiff.into_inner());
+    let mut webp = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut webp)
+        .write_image(&img.data, 24, 17, ExtendedColorType::Rgb8)
+        .unwrap();
+    seeds.push(webp);
+
+    // Mutated headers may claim large (but admissible) canvases; a modest
+    // budget keeps each attempt cheap.
+    const FUZZ_MAX_PIXELS: u64 = 1 << 20;
+    let mut s = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    for seed in &seeds {
+        for cut in (0..seed.len()).step_by(7) {
+            let _ = decode_image(&seed[..cut], FUZZ_MAX_PIXELS);
+        }
+        for _ in 0..200 {
+            let mut bytes = seed.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % bytes.len();
+                bytes[i] = next() as u8;
+            }
+            let _ = decode_image(&bytes, FUZZ_MAX_PIXELS);
+        }
+    }
+}
+
+#[test]
+fn zz_tmp_investigate() {
+    for name in ["w_ss0", "w_ss1", "w_ss2", "w_grey", "tall"] {
+        let ours = decode_image(&std::fs::read(format!("/tmp/{name}.jpg")).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
+        std::fs::write(format!("/tmp/{name}_zune.rgb"), &ours.data).unwrap();
+    }
+}
