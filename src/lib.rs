@@ -6,15 +6,18 @@
 //! - [`preprocess`] / [`postprocess`] / [`rle`]: the official input pipeline
 //!   and the outputs (upsampled logits, masks, COCO RLE, PNG, `.npy`).
 
+pub mod bench;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod models;
 pub mod nn;
 pub mod postprocess;
 pub mod preprocess;
 pub mod rle;
+pub mod server;
 pub mod tokenizer;
 pub mod weights;
 

@@ -9,6 +9,12 @@ use clap::{Parser, Subcommand};
 use rsam::postprocess::{read_npy_f32, write_npy_f32};
 use rsam::{LoadOptions, Point, Prompt, Rsam};
 
+// Inference allocates and frees many large tensors; mimalloc keeps freed
+// pages for reuse instead of returning them to the OS and faulting them in
+// again (a measurable share of CPU time with the system allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "rsam", version, about = "RSAM referring remote-sensing image segmentation")]
 struct Cli {
@@ -24,6 +30,33 @@ enum Command {
     Inspect(InspectArgs),
     /// Turn an official training checkpoint into a model directory.
     Convert(ConvertArgs),
+    /// Measure encode / decode latency and memory with random weights.
+    Bench(BenchArgs),
+    /// Run the HTTP service.
+    Serve(rsam::server::ServeArgs),
+    /// Score a model (or saved predictions) on a RISORS-format dataset.
+    Eval(rsam::eval::EvalArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// base-plus-800, base-plus-1024, or a config.json path.
+    #[arg(long, default_value = "base-plus-800")]
+    config: String,
+    /// Timed iterations per measurement.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Image batch sizes for encode, comma-separated.
+    #[arg(long, default_value = "1", value_delimiter = ',')]
+    encode_batches: Vec<usize>,
+    /// Prompt batch sizes for decode on one cached image, comma-separated.
+    #[arg(long, default_value = "1,8", value_delimiter = ',')]
+    decode_batches: Vec<usize>,
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -167,6 +200,9 @@ fn main() -> ExitCode {
         Command::Segment(args) => segment(args),
         Command::Inspect(args) => inspect(args),
         Command::Convert(args) => convert(args),
+        Command::Bench(args) => bench(args),
+        Command::Serve(args) => rsam::server::run(args),
+        Command::Eval(args) => rsam::eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -290,4 +326,28 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
         "dtype": args.dtype,
     });
     print_line(&summary.to_string())
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let config = match rsam::RsamConfig::preset(&args.config) {
+        Some(c) => c,
+        None => rsam::RsamConfig::from_file(Path::new(&args.config))?,
+    };
+    let options = args.device.load_options()?;
+    let report = rsam::bench::run(&rsam::bench::BenchOptions {
+        config,
+        device: options.device,
+        dtype: options.dtype,
+        iters: args.iters,
+        warmup: args.warmup,
+        encode_batches: args.encode_batches,
+        decode_batches: args.decode_batches,
+    })?;
+    for t in &report.timings {
+        eprintln!(
+            "{:<24} batch {:>3}: median {:>9.2} ms (min {:.2}, max {:.2}), {:.1}/s",
+            t.name, t.batch, t.median_ms, t.min_ms, t.max_ms, t.per_second
+        );
+    }
+    print_line(&serde_json::to_string_pretty(&report)?)
 }

@@ -138,22 +138,23 @@ fn decode_image_inner(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
             .saturating_add(DECODER_SCRATCH_BYTES),
     );
 
+    // Some decoders refuse an enormous header while being constructed, before
+    // its dimensions can be queried: PNG with a bare "limits exceeded" when
+    // the row or frame size overflows its arithmetic, BMP beyond 65535 pixels
+    // a side. Reading those headers directly still lets such a bomb be
+    // reported as what it is.
+    if let Some((width, height)) = early_header_dimensions(format, bytes) {
+        check_pixel_budget(width, height, max_pixels)?;
+    }
+
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(limits.clone());
     // Constructing the decoder parses the header only.
     let mut decoder = reader.into_decoder().map_err(image_error)?;
 
     let (width, height) = decoder.dimensions();
-    let pixels = u64::from(width) * u64::from(height);
-    if pixels > max_pixels {
-        return Err(RsamError::ImageTooLarge {
-            width,
-            height,
-            pixels,
-            limit: max_pixels,
-        });
-    }
-    if pixels == 0 {
+    check_pixel_budget(width, height, max_pixels)?;
+    if width == 0 || height == 0 {
         return Err(RsamError::Image(format!("image has no pixels ({width}x{height})")));
     }
 
@@ -181,6 +182,53 @@ fn decode_image_inner(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
         height: rgb.height(),
         data: rgb.into_raw(),
     })
+}
+
+/// Rejects `width x height` if it exceeds the decompression-bomb budget.
+fn check_pixel_budget(width: u32, height: u32, max_pixels: u64) -> Result<()> {
+    // u32 x u32 always fits in u64.
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(RsamError::ImageTooLarge {
+            width,
+            height,
+            pixels,
+            limit: max_pixels,
+        });
+    }
+    Ok(())
+}
+
+/// Width and height read straight from the fixed-position header of the
+/// formats whose decoders may reject a huge header before reporting its
+/// size. `None` for other formats or a malformed header (the decoder will
+/// then report the problem).
+fn early_header_dimensions(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u32)> {
+    let be32 = |at: usize| Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let le32 = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    let le16 = |at: usize| Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    match format {
+        // The PNG specification requires IHDR first, after the 8-byte
+        // signature: length (4) = 13 | "IHDR" | width (4, BE) | height (4, BE).
+        ImageFormat::Png => {
+            if be32(8)? != 13 || bytes.get(12..16)? != b"IHDR" {
+                return None;
+            }
+            Some((be32(16)?, be32(20)?))
+        }
+        // "BM" | file header (12 bytes) | DIB header whose size comes first:
+        // 12 = OS/2 core header with u16 sides, otherwise i32 sides where a
+        // negative height only means "stored top-down".
+        ImageFormat::Bmp => match le32(14)? {
+            12 => Some((u32::from(le16(18)?), u32::from(le16(20)?))),
+            _ => {
+                let width = i32::try_from(le32(18)?).ok()?;
+                let height = le32(22)? as i32;
+                Some((u32::try_from(width).ok()?, height.unsigned_abs()))
+            }
+        },
+        _ => None,
+    }
 }
 
 /// Turns an `image` crate error into our error, with a message that says

@@ -843,10 +843,139 @@ fn decode_never_panics_on_mutated_inputs() {
     }
 }
 
-#[test]
-fn zz_tmp_investigate() {
-    for name in ["w_ss0", "w_ss1", "w_ss2", "w_grey", "tall"] {
-        let ours = decode_image(&std::fs::read(format!("/tmp/{name}.jpg")).unwrap(), DEFAULT_MAX_PIXELS).unwrap();
-        std::fs::write(format!("/tmp/{name}_zune.rgb"), &ours.data).unwrap();
+/// A 24-bit BMP whose header claims `width x height` but carries 4 bytes.
+fn lying_bmp(width: i32, height: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"BM");
+    out.extend_from_slice(&58u32.to_le_bytes()); // file size
+    out.extend_from_slice(&0u32.to_le_bytes()); // reserved
+    out.extend_from_slice(&54u32.to_le_bytes()); // pixel data offset
+    out.extend_from_slice(&40u32.to_le_bytes()); // BITMAPINFOHEADER
+    out.extend_from_slice(&width.to_le_bytes());
+    out.extend_from_slice(&height.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // planes
+    out.extend_from_slice(&24u16.to_le_bytes()); // bits per pixel
+    out.extend_from_slice(&[0; 24]); // no compression, sizes, resolutions, palette
+    out.extend_from_slice(&[1, 2, 3, 4]);
+    out
+}
+
+/// A little-endian 8-bit greyscale TIFF whose IFD claims `width x height`
+/// with a single 4-byte strip.
+fn lying_tiff(width: u32, height: u32) -> Vec<u8> {
+    // (tag, type, value): type 3 = SHORT, 4 = LONG; values fit in the
+    // 4-byte field, left-justified (little-endian, so just the LE u32).
+    let entries: [(u16, u16, u32); 9] = [
+        (256, 4, width),  // ImageWidth
+        (257, 4, height), // ImageLength
+        (258, 3, 8),      // BitsPerSample
+        (259, 3, 1),      // Compression: none
+        (262, 3, 1),      // PhotometricInterpretation: BlackIsZero
+        (273, 4, 0),      // StripOffsets (patched below)
+        (277, 3, 1),      // SamplesPerPixel
+        (278, 4, height), // RowsPerStrip
+        (279, 4, 4),      // StripByteCounts
+    ];
+    let data_offset = 8 + 2 + 12 * entries.len() as u32 + 4;
+    let mut out = b"II*\0".to_vec();
+    out.extend_from_slice(&8u32.to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    for (tag, kind, value) in entries {
+        let value = if tag == 273 { data_offset } else { value };
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&value.to_le_bytes());
     }
+    out.extend_from_slice(&0u32.to_le_bytes()); // no next IFD
+    out.extend_from_slice(&[1, 2, 3, 4]);
+    out
+}
+
+/// A real JPEG whose SOF0 frame header is patched to claim 65535 x 65535.
+fn lying_jpeg() -> Vec<u8> {
+    let mut bytes = encode_jpeg_rgb8(&gradient_image(16, 16));
+    let sof = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline JPEG has SOF0");
+    // FF C0 | length (2) | precision (1) | height (2) | width (2)
+    bytes[sof + 5..sof + 9].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+    bytes
+}
+
+/// A real lossless WebP whose VP8L header is patched to claim 16383 x 16383
+/// (the format's 14-bit fields allow 16384, but image-webp 0.2 reads a side
+/// of exactly 16384 as 0, so stay one below).
+fn lying_webp() -> Vec<u8> {
+    let img = gradient_image(16, 16);
+    let mut bytes = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut bytes)
+        .write_image(&img.data, 16, 16, ExtendedColorType::Rgb8)
+        .unwrap();
+    // RIFF (4) size (4) WEBP (4) | VP8L (4) size (4) | 0x2F | 14-bit width-1,
+    // 14-bit height-1, 1-bit alpha, 3-bit version (little-endian bit order).
+    assert_eq!(&bytes[12..16], b"VP8L", "encoder wrote a simple lossless file");
+    assert_eq!(bytes[20], 0x2F);
+    let old = u32::from_le_bytes(bytes[21..25].try_into().unwrap());
+    let new = (old & !0x0FFF_FFFF) | 16382 | (16382 << 14);
+    bytes[21..25].copy_from_slice(&new.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn decode_rejects_bomb_headers_of_every_format() {
+    let cases: [(&str, Vec<u8>, u32, u32); 4] = [
+        ("bmp", lying_bmp(100_000, 100_000), 100_000, 100_000),
+        ("tiff", lying_tiff(100_000, 100_000), 100_000, 100_000),
+        ("jpeg", lying_jpeg(), 65_535, 65_535),
+        ("webp", lying_webp(), 16_383, 16_383),
+    ];
+    for (name, bytes, w, h) in cases {
+        match decode_image(&bytes, DEFAULT_MAX_PIXELS) {
+            Err(RsamError::ImageTooLarge { width, height, .. }) => {
+                assert_eq!((width, height), (w, h), "{name}")
+            }
+            other => panic!("{name}: expected ImageTooLarge, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn decode_lying_headers_within_budget_fail_cleanly() {
+    // Admissible sizes with the data missing: a clean error, not a panic
+    // and not a huge allocation.
+    for (name, bytes) in [
+        ("bmp", lying_bmp(2000, 2000)),
+        ("tiff", lying_tiff(2000, 2000)),
+    ] {
+        eprintln!("lying {name} header");
+        assert_image_error(decode_image(&bytes, DEFAULT_MAX_PIXELS), "corrupt or truncated");
+    }
+}
+
+#[test]
+fn zz_tmp_resize_vs_pil() {
+    let cases = std::fs::read_to_string("/tmp/rscases/cases.json").unwrap();
+    let cases: Vec<[u32; 4]> = cases
+        .trim_matches(|c| c == '[' || c == ']')
+        .split("], [")
+        .map(|c| {
+            let v: Vec<u32> = c.split(", ").map(|x| x.trim().parse().unwrap()).collect();
+            [v[0], v[1], v[2], v[3]]
+        })
+        .collect();
+    let mut bad = 0;
+    for (i, [w, h, ow, oh]) in cases.iter().copied().enumerate() {
+        let input = std::fs::read(format!("/tmp/rscases/{i}.in")).unwrap();
+        let want = std::fs::read(format!("/tmp/rscases/{i}.out")).unwrap();
+        let got = resize_bilinear_pil(&rgb(w, h, input), ow, oh);
+        let ndiff = got.data.iter().zip(&want).filter(|(a, b)| a != b).count();
+        if ndiff > 0 || got.data.len() != want.len() {
+            bad += 1;
+            eprintln!("case {i} {w}x{h}->{ow}x{oh}: {ndiff} differ");
+        }
+    }
+    eprintln!("{} cases, {bad} bad", cases.len());
+    assert_eq!(bad, 0);
 }

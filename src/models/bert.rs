@@ -8,7 +8,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, Linear, VarBuilder};
 
 use crate::config::BertConfig;
-use crate::nn::{linear, scaled_dot_product_attention, LayerNorm};
+use crate::nn::{gelu_erf, linear, scaled_dot_product_attention, LayerNorm};
 
 #[derive(Debug, Clone)]
 struct BertLayer {
@@ -57,7 +57,7 @@ impl BertLayer {
         let attn = self
             .attention_norm
             .forward(&(self.attention_output.forward(&ctx)? + x)?)?;
-        let inter = self.intermediate.forward(&attn)?.gelu_erf()?;
+        let inter = gelu_erf(&self.intermediate.forward(&attn)?)?;
         self.output_norm.forward(&(self.output.forward(&inter)? + attn)?)
     }
 }

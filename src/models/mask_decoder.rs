@@ -9,7 +9,7 @@ use candle_nn::{Conv2d, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 
 use super::transformer::TwoWayTransformer;
 use crate::config::RsamConfig;
-use crate::nn::{Activation, LayerNorm2d, Mlp};
+use crate::nn::{gelu_erf, Activation, LayerNorm2d, Mlp};
 
 /// Logit written where the object-score head says "no object".
 pub const NO_OBJ_SCORE: f64 = -1024.0;
@@ -165,12 +165,8 @@ impl MaskDecoder {
 
         let src = src.transpose(1, 2)?.reshape((b, c, h, w))?;
         let up = self.upscale_conv1.forward(&src)?.broadcast_add(high_res_s1)?;
-        let up = self.upscale_norm.forward(&up)?.gelu_erf()?;
-        let up = self
-            .upscale_conv2
-            .forward(&up)?
-            .broadcast_add(high_res_s0)?
-            .gelu_erf()?;
+        let up = gelu_erf(&self.upscale_norm.forward(&up)?)?;
+        let up = gelu_erf(&self.upscale_conv2.forward(&up)?.broadcast_add(high_res_s0)?)?;
         let (_, uc, uh, uw) = up.dims4()?;
 
         let hyper = self.hypernetwork_mlps[0].forward(&mask_token_out)?.unsqueeze(1)?; // B x 1 x d/8

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, VarBuilder};
 
 use crate::config::RsamConfig;
-use crate::nn::LayerNorm2d;
+use crate::nn::{gelu_erf, LayerNorm2d};
 
 /// Label of the padding point (`not_a_point_embed`).
 pub const LABEL_PAD: i64 = -1;
@@ -41,8 +41,8 @@ struct MaskDownscaling {
 
 impl Module for MaskDownscaling {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.norm1.forward(&self.conv0.forward(x)?)?.gelu_erf()?;
-        let x = self.norm4.forward(&self.conv3.forward(&x)?)?.gelu_erf()?;
+        let x = gelu_erf(&self.norm1.forward(&self.conv0.forward(x)?)?)?;
+        let x = gelu_erf(&self.norm4.forward(&self.conv3.forward(&x)?)?)?;
         self.conv6.forward(&x)
     }
 }
