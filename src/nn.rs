@@ -156,18 +156,14 @@ impl Module for Mlp {
     }
 }
 
-/// Upper bound on the elements of one attention score block. Larger
-/// problems are split (along batch x heads, then queries) so that each block
-/// stays in cache and is recycled by the allocator: one 2,500 x 2,500 x 8
-/// score tensor would be 200 MB of fresh pages per attention call, and the
-/// page faults would cost more than the arithmetic.
-const MAX_SCORE_ELEMENTS: usize = 1 << 20;
-
 /// Scaled dot-product attention, `softmax(q k^T / sqrt(d) + mask) v`.
 ///
 /// `q`: B x H x Lq x D, `k` / `v`: B x H x Lk x D. `key_mask`, when given, is
 /// an additive B x 1 x 1 x Lk tensor (0 for real keys, a large negative value
 /// for padding) so that padded tokens get exactly zero weight.
+///
+/// On the CPU in f32 without gradients this runs the fused kernel of
+/// [`crate::kernels`]; otherwise the composed (differentiable) version.
 pub fn scaled_dot_product_attention(
     q: &Tensor,
     k: &Tensor,
@@ -177,58 +173,26 @@ pub fn scaled_dot_product_attention(
     let (b, h, lq, d) = q.dims4()?;
     let lk = k.dim(2)?;
     let scale = 1.0 / (d as f64).sqrt();
-    if q.track_op() || k.track_op() || v.track_op() || b * h * lq * lk <= MAX_SCORE_ELEMENTS {
-        let mut scores = (q.contiguous()?.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?;
-        if let Some(mask) = key_mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        return softmax_last_dim(&scores)?.matmul(&v.contiguous()?);
-    }
-    // Inference on large inputs: flatten batch and heads, scale q once
-    // (fewer elements than the scores), attend block by block.
-    let bh = b * h;
-    let q = (q.contiguous()? * scale)?.reshape((bh, lq, d))?;
-    let kt = k.contiguous()?.reshape((bh, lk, d))?.transpose(1, 2)?.contiguous()?;
-    let v = v.contiguous()?.reshape((bh, lk, d))?;
-    let mask = match key_mask {
-        Some(m) => Some(m.broadcast_as((b, h, 1, lk))?.contiguous()?.reshape((bh, 1, lk))?),
-        None => None,
-    };
-    let groups = (MAX_SCORE_ELEMENTS / (lq * lk)).max(1).min(bh);
-    let rows = if groups == 1 { (MAX_SCORE_ELEMENTS / lk).clamp(1, lq) } else { lq };
-    let mut group_outputs = Vec::with_capacity(bh.div_ceil(groups));
-    let mut g0 = 0;
-    while g0 < bh {
-        let g = groups.min(bh - g0);
-        let (qg, ktg, vg) = (q.narrow(0, g0, g)?, kt.narrow(0, g0, g)?, v.narrow(0, g0, g)?);
-        let mg = match &mask {
-            Some(m) => Some(m.narrow(0, g0, g)?),
+    let tracked = q.track_op() || k.track_op() || v.track_op();
+    if !tracked && q.device().is_cpu() && q.dtype() == DType::F32 {
+        let bias = match key_mask {
+            Some(m) => Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
             None => None,
         };
-        let mut row_outputs = Vec::with_capacity(lq.div_ceil(rows));
-        let mut r0 = 0;
-        while r0 < lq {
-            let r = rows.min(lq - r0);
-            let mut scores = qg.narrow(1, r0, r)?.contiguous()?.matmul(&ktg)?;
-            if let Some(m) = &mg {
-                scores = scores.broadcast_add(m)?;
-            }
-            row_outputs.push(candle_nn::ops::softmax_last_dim(&scores)?.matmul(&vg)?);
-            r0 += r;
-        }
-        group_outputs.push(if row_outputs.len() == 1 {
-            row_outputs.remove(0)
-        } else {
-            Tensor::cat(&row_outputs, 1)?
-        });
-        g0 += g;
+        let flat = |t: &Tensor, l: usize| t.contiguous()?.reshape((b * h, l, d));
+        let out = crate::kernels::fused_attention(&flat(q, lq)?, &flat(k, lk)?, &flat(v, lk)?, scale as f32, bias)?;
+        return out.reshape((b, h, lq, d));
     }
-    let out = if group_outputs.len() == 1 {
-        group_outputs.remove(0)
-    } else {
-        Tensor::cat(&group_outputs, 0)?
-    };
-    out.reshape((b, h, lq, d))
+    composed_attention(q, k, v, key_mask, scale)
+}
+
+/// Attention from plain tensor ops (differentiable; any device and dtype).
+pub fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let mut scores = (q.contiguous()?.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?;
+    if let Some(mask) = key_mask {
+        scores = scores.broadcast_add(mask)?;
+    }
+    softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
 }
 
 /// Exact (erf) GELU. Candle's CPU unary kernels run on one thread; this
@@ -297,11 +261,11 @@ mod tests {
         (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
     }
 
-    /// The blocked inference path equals the plain (differentiable) one,
-    /// with and without a key mask, when splitting queries and when
-    /// splitting batch x heads.
+    /// The fused inference kernel equals the composed (differentiable) path,
+    /// with and without a key mask, for long and for many short sequences
+    /// (query counts that are not a multiple of the block).
     #[test]
-    fn blocked_attention_equals_plain_attention() -> Result<()> {
+    fn fused_attention_equals_composed_attention() -> Result<()> {
         let dev = Device::Cpu;
         for (b, h, lq, lk, d) in [(1, 2, 1100, 1000, 8), (300, 2, 40, 50, 4)] {
             let q = Tensor::randn(0f32, 1.0, (b, h, lq, d), &dev)?;
@@ -309,12 +273,9 @@ mod tests {
             let v = Tensor::randn(0f32, 1.0, (b, h, lk, d), &dev)?;
             let valid: Vec<u32> = (0..b * lk).map(|i| u32::from(i % lk < lk - 7)).collect();
             let mask = additive_key_mask(&Tensor::from_vec(valid, (b, lk), &dev)?, DType::F32)?;
-            assert!(b * h * lq * lk > MAX_SCORE_ELEMENTS);
             for m in [None, Some(&mask)] {
                 let blocked = scaled_dot_product_attention(&q, &k, &v, m)?;
-                // A Var is tracked, which selects the plain path.
-                let tracked = Var::from_tensor(&q)?;
-                let plain = scaled_dot_product_attention(tracked.as_tensor(), &k, &v, m)?;
+                let plain = composed_attention(&q, &k, &v, m, 1.0 / (d as f64).sqrt())?;
                 assert_eq!(blocked.dims(), &[b, h, lq, d]);
                 let diff = max_diff(&blocked, &plain);
                 assert!(diff < 1e-5, "blocked attention differs by {diff}");
