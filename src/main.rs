@@ -185,13 +185,15 @@ fn main() -> ExitCode {
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 e.exit();
             }
-            // One line: the reason, without clap's usage block.
+            // One line: the reason, without clap's usage block and tips.
             let text = e.to_string();
-            let first = text
+            let reason: Vec<&str> = text
                 .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            eprintln!("{}", first.trim_start_matches("error: "));
+                .map(str::trim)
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+                .collect();
+            eprintln!("{}", reason.join(" ").trim_start_matches("error: "));
             return ExitCode::from(2);
         }
     };
