@@ -6,11 +6,39 @@
 //! (`Tensor::track_op`), so training code needs no switch.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 /// `nn.Linear` with bias (every linear layer in RSAM has one).
+///
+/// Inputs of any rank are flattened to one matrix product: Candle's own
+/// `Linear` turns a B x H x W x C input into B x H separate small products,
+/// each synchronising the thread pool, which is several times slower.
+#[derive(Debug, Clone)]
+pub struct Linear(candle_nn::Linear);
+
+impl Linear {
+    pub fn weight(&self) -> &Tensor {
+        self.0.weight()
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims();
+        if dims.len() <= 2 {
+            return self.0.forward(x);
+        }
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim.max(1);
+        let out = self.0.forward(&x.reshape((rows, in_dim))?)?;
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank > 2") = out.dim(1)?;
+        out.reshape(out_dims)
+    }
+}
+
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
-    candle_nn::linear(in_dim, out_dim, vb)
+    Ok(Linear(candle_nn::linear(in_dim, out_dim, vb)?))
 }
 
 /// Layer normalisation over the last dimension, with the mean / variance
@@ -164,12 +192,7 @@ impl Module for Mlp {
 ///
 /// On the CPU in f32 without gradients this runs the fused kernel of
 /// [`crate::kernels`]; otherwise the composed (differentiable) version.
-pub fn scaled_dot_product_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    key_mask: Option<&Tensor>,
-) -> Result<Tensor> {
+pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
     let (b, h, lq, d) = q.dims4()?;
     let lk = k.dim(2)?;
     let scale = 1.0 / (d as f64).sqrt();
@@ -227,11 +250,13 @@ impl candle_core::CustomOp1 for ParallelGeluErf {
             .ok_or_else(|| candle_core::Error::Msg("parallel-gelu-erf: input not contiguous".into()))?;
         let src = &src[start..end];
         let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(1 << 14).zip(src.par_chunks(1 << 14)).for_each(|(d, s)| {
-            for (o, &v) in d.iter_mut().zip(s) {
-                *o = (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v;
-            }
-        });
+        dst.par_chunks_mut(1 << 14)
+            .zip(src.par_chunks(1 << 14))
+            .for_each(|(d, s)| {
+                for (o, &v) in d.iter_mut().zip(s) {
+                    *o = (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v;
+                }
+            });
         Ok((candle_core::CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
@@ -258,7 +283,14 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
     }
 
     /// The fused inference kernel equals the composed (differentiable) path,
@@ -309,7 +341,11 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, 16, &dev)?;
         let b = Tensor::randn(0f32, 1.0, 16, &dev)?;
-        let ln = LayerNorm { weight: w, bias: b, eps: 1e-6 };
+        let ln = LayerNorm {
+            weight: w,
+            bias: b,
+            eps: 1e-6,
+        };
         let x = Tensor::randn(2f32, 3.0, (4, 16), &dev)?;
         let fused = ln.forward(&x)?;
         let plain = ln.forward(Var::from_tensor(&x)?.as_tensor())?;

@@ -5,10 +5,10 @@
 //! on padded keys. Returns the last hidden state.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Embedding, Linear, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
 use crate::config::BertConfig;
-use crate::nn::{gelu_erf, linear, scaled_dot_product_attention, LayerNorm};
+use crate::nn::{gelu_erf, linear, scaled_dot_product_attention, LayerNorm, Linear};
 
 #[derive(Debug, Clone)]
 struct BertLayer {

@@ -7,10 +7,10 @@
 //! each stage transition.
 
 use candle_core::{Device, Module, Result, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use crate::config::RsamConfig;
-use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Mlp};
+use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Linear, Mlp};
 
 const NORM_EPS: f64 = 1e-6;
 

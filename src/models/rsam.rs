@@ -4,7 +4,7 @@
 //! a single image without memory.
 
 use candle_core::{DType, Device, Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::bert::BertModel;
 use super::image_encoder::{project_high_res, ImageEncoder, ImageFeatures};
@@ -12,7 +12,7 @@ use super::mask_decoder::{DecoderOutput, MaskDecoder};
 use super::prompt_encoder::PromptEncoder;
 use super::transformer::TwoWayGuidanceTransformer;
 use crate::config::RsamConfig;
-use crate::nn::{additive_key_mask, linear};
+use crate::nn::{additive_key_mask, linear, Linear};
 
 /// Intermediate results of an encoding, for layer-by-layer checks.
 #[derive(Debug, Clone)]

@@ -8,9 +8,9 @@
 //! added to the keys only, and the first layer does not skip it.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
-use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Mlp};
+use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Linear, Mlp};
 
 /// PyTorch's `nn.LayerNorm` default epsilon.
 const NORM_EPS: f64 = 1e-5;
