@@ -173,10 +173,32 @@ fn window_unpartition(windows: &Tensor, ws: usize, (hp, wp): (usize, usize), (h,
 #[derive(Debug, Clone)]
 pub struct Hiera {
     patch_embed: Conv2d,
-    /// Precomputed 1 x H x W x C positional embedding for the patch grid.
-    pos_embed: Tensor,
+    pos_embed: PosEmbed,
     blocks: Vec<MultiScaleBlock>,
     stage_ends: Vec<usize>,
+}
+
+/// The trunk's positional embedding for the patch grid: the background
+/// embedding resampled bicubically plus the tiled window embedding.
+/// Precomputed once for inference; recomputed every forward pass when the
+/// weights are trainable, so that gradients reach both parameters.
+#[derive(Debug, Clone)]
+enum PosEmbed {
+    Fixed(Tensor),
+    Trainable {
+        bkg: Tensor,
+        window: Tensor,
+        grid: (usize, usize),
+    },
+}
+
+impl PosEmbed {
+    fn get(&self) -> Result<Tensor> {
+        match self {
+            PosEmbed::Fixed(t) => Ok(t.clone()),
+            PosEmbed::Trainable { bkg, window, grid } => build_pos_embed(bkg, window, grid.0, grid.1),
+        }
+    }
 }
 
 impl Hiera {
@@ -193,7 +215,15 @@ impl Hiera {
         let ws0 = h.window_spec[0];
         let pos_window = vb.get((1, h.embed_dim, ws0, ws0), "pos_embed_window")?;
         let grid = cfg.image_size / 4;
-        let pos_embed = build_pos_embed(&pos_bkg, &pos_window, grid, grid)?;
+        let pos_embed = if pos_bkg.track_op() || pos_window.track_op() {
+            PosEmbed::Trainable {
+                bkg: pos_bkg,
+                window: pos_window,
+                grid: (grid, grid),
+            }
+        } else {
+            PosEmbed::Fixed(build_pos_embed(&pos_bkg, &pos_window, grid, grid)?)
+        };
 
         let depth: usize = h.stages.iter().sum();
         let stage_ends: Vec<usize> = (1..=h.stages.len())
@@ -242,7 +272,7 @@ impl Hiera {
 
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let x = self.patch_embed.forward(x)?.permute((0, 2, 3, 1))?;
-        let mut x = x.broadcast_add(&self.pos_embed.to_dtype(x.dtype())?)?;
+        let mut x = x.broadcast_add(&self.pos_embed.get()?.to_dtype(x.dtype())?)?;
         let mut outputs = Vec::with_capacity(self.stage_ends.len());
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x)?;
@@ -255,84 +285,71 @@ impl Hiera {
 }
 
 /// `F.interpolate(pos_embed, (h, w), mode="bicubic")` plus the window
-/// embedding tiled over the grid, as 1 x h x w x C.
+/// embedding tiled over the grid, as 1 x h x w x C. The resampling is linear
+/// in the embedding, so it is written as `Wy · P · Wxᵀ` with interpolation
+/// matrices: exact, and differentiable with plain tensor ops.
 fn build_pos_embed(bkg: &Tensor, window: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-    let device = bkg.device().clone();
-    let dtype = bkg.dtype();
     let (_, c, bh, bw) = bkg.dims4()?;
     let (_, _, wh, ww) = window.dims4()?;
     if !h.is_multiple_of(wh) || !w.is_multiple_of(ww) {
         candle_core::bail!("patch grid {h}x{w} is not a multiple of the {wh}x{ww} window embedding");
     }
-    let bkg: Vec<f32> = bkg.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
-    let win: Vec<f32> = window.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
-    let resized = bicubic_resize(&bkg, c, bh, bw, h, w);
-    let mut out = vec![0f32; h * w * c];
-    for ch in 0..c {
-        for y in 0..h {
-            for x in 0..w {
-                let tiled = win[ch * wh * ww + (y % wh) * ww + (x % ww)];
-                out[(y * w + x) * c + ch] = resized[ch * h * w + y * w + x] + tiled;
-            }
-        }
-    }
-    Tensor::from_vec(out, (1, h, w, c), &Device::Cpu)?
-        .to_dtype(dtype)?
-        .to_device(&device)
+    let device = bkg.device();
+    let wy = Tensor::from_vec(bicubic_matrix(bh, h), (h, bh), device)?.to_dtype(bkg.dtype())?;
+    let wx = Tensor::from_vec(bicubic_matrix(bw, w), (w, bw), device)?.to_dtype(bkg.dtype())?;
+    // (C, bh, bw) -> (C, h, bw) -> (C, h, w)
+    let planes = bkg.reshape((c, bh, bw))?;
+    let rows = wy
+        .unsqueeze(0)?
+        .broadcast_as((c, h, bh))?
+        .contiguous()?
+        .matmul(&planes)?;
+    let resized = rows.matmul(&wx.t()?.unsqueeze(0)?.broadcast_as((c, bw, w))?.contiguous()?)?;
+    let tiled = window.reshape((c, wh, ww))?.repeat((1, h / wh, w / ww))?;
+    (resized + tiled)?.permute((1, 2, 0))?.unsqueeze(0)?.contiguous()
 }
 
-/// PyTorch's bicubic upsampling (`align_corners=False`, A = -0.75, edge
-/// indices clamped) of a C x H x W map.
-pub(crate) fn bicubic_resize(src: &[f32], c: usize, in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+/// The `out x in` matrix of PyTorch's bicubic resampling along one axis
+/// (`align_corners=False`, A = -0.75, source indices clamped at the edges,
+/// so weights of clamped taps add up on the edge pixel).
+pub(crate) fn bicubic_matrix(in_size: usize, out_size: usize) -> Vec<f32> {
     const A: f64 = -0.75;
     let cc1 = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
     let cc2 = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
-    // For each output index: the 4 clamped source indices and their weights.
-    let taps = |in_size: usize, out_size: usize| -> Vec<([usize; 4], [f64; 4])> {
-        let scale = in_size as f32 / out_size as f32;
-        (0..out_size)
-            .map(|i| {
-                let real = (scale * (i as f32 + 0.5) - 0.5) as f64;
-                let base = real.floor();
-                let t = real - base;
-                let idx = |o: i64| (base as i64 + o).clamp(0, in_size as i64 - 1) as usize;
-                (
-                    [idx(-1), idx(0), idx(1), idx(2)],
-                    [cc2(t + 1.0), cc1(t), cc1(1.0 - t), cc2(2.0 - t)],
-                )
-            })
-            .collect()
-    };
-    let ty = taps(in_h, out_h);
-    let tx = taps(in_w, out_w);
-    let mut out = vec![0f32; c * out_h * out_w];
-    for ch in 0..c {
-        let plane = &src[ch * in_h * in_w..(ch + 1) * in_h * in_w];
-        for (oy, (iy, wy)) in ty.iter().enumerate() {
-            for (ox, (ix, wx)) in tx.iter().enumerate() {
-                let mut acc = 0f64;
-                for (ky, &sy) in iy.iter().enumerate() {
-                    let mut row = 0f64;
-                    for (kx, &sx) in ix.iter().enumerate() {
-                        row += plane[sy * in_w + sx] as f64 * wx[kx];
-                    }
-                    acc += row * wy[ky];
-                }
-                out[ch * out_h * out_w + oy * out_w + ox] = acc as f32;
-            }
+    let scale = in_size as f32 / out_size as f32;
+    let mut m = vec![0f64; out_size * in_size];
+    for i in 0..out_size {
+        let real = (scale * (i as f32 + 0.5) - 0.5) as f64;
+        let base = real.floor();
+        let t = real - base;
+        let weights = [cc2(t + 1.0), cc1(t), cc1(1.0 - t), cc2(2.0 - t)];
+        for (k, wk) in weights.iter().enumerate() {
+            let src = (base as i64 + k as i64 - 1).clamp(0, in_size as i64 - 1) as usize;
+            m[i * in_size + src] += wk;
         }
     }
-    out
+    m.into_iter().map(|v| v as f32).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn resize(src: &[f32], in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+        let bkg = Tensor::from_slice(src, (1, 1, in_h, in_w), &Device::Cpu).unwrap();
+        let window = Tensor::zeros((1, 1, 1, 1), candle_core::DType::F32, &Device::Cpu).unwrap();
+        build_pos_embed(&bkg, &window, out_h, out_w)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
     #[test]
     fn bicubic_identity_when_size_unchanged() {
         let src: Vec<f32> = (0..16).map(|v| v as f32 * 0.5 - 3.0).collect();
-        let out = bicubic_resize(&src, 1, 4, 4, 4, 4);
+        let out = resize(&src, 4, 4, 4, 4);
         for (a, b) in src.iter().zip(out.iter()) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }
@@ -340,8 +357,7 @@ mod tests {
 
     #[test]
     fn bicubic_constant_stays_constant() {
-        let src = vec![2.5f32; 9];
-        let out = bicubic_resize(&src, 1, 3, 3, 7, 5);
+        let out = resize(&[2.5f32; 9], 3, 3, 7, 5);
         assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5));
     }
 
