@@ -124,7 +124,9 @@ impl TextTokenizer {
             .build()
             .map_err(|e| err(format!("invalid vocabulary: {e}")))?;
         let mut inner = Tokenizer::new(model);
-        inner.with_normalizer(Some(BertNormalizer::new(true, true, None, true)));
+        inner
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, true)))
+            .map_err(|e| err(format!("cannot set up the normaliser: {e}")))?;
         inner.with_pre_tokenizer(Some(BertPreTokenizer));
         inner.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         Ok(Self {

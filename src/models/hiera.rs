@@ -6,7 +6,7 @@
 //! with windowed (zero-padded) or global attention and query max-pooling at
 //! each stage transition.
 
-use candle_core::{Device, Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use crate::config::RsamConfig;
@@ -334,6 +334,7 @@ pub(crate) fn bicubic_matrix(in_size: usize, out_size: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     fn resize(src: &[f32], in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
         let bkg = Tensor::from_slice(src, (1, 1, in_h, in_w), &Device::Cpu).unwrap();
