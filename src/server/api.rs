@@ -1,0 +1,492 @@
+//! Wire types of the API and their conversion into model prompts.
+//!
+//! JSON and multipart requests are both parsed into [`RawSegment`] (image
+//! bytes already base64-decoded) and then checked the same way into a
+//! [`SegmentRequest`]: structure and limits here, coordinates and text
+//! against the image later (they need its size). Everything a client can get
+//! wrong maps to a specific [`ErrorCode`].
+
+use crate::rle::Rle;
+use crate::{Point, Prompt};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::errors::{ApiError, ErrorCode};
+
+/// Standard base64, padding optional (clients differ).
+const B64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Decodes base64, tolerating a `data:...;base64,` prefix and line breaks.
+pub fn decode_base64(field: &str, text: &str) -> Result<Vec<u8>, ApiError> {
+    let payload = match text.strip_prefix("data:").and_then(|rest| rest.split_once(";base64,")) {
+        Some((_, data)) => data,
+        None => text,
+    };
+    let compact: String = payload.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    B64.decode(compact.as_bytes())
+        .map_err(|e| ApiError::new(ErrorCode::MalformedBase64, format!("{field}: invalid base64: {e}")))
+}
+
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Limits a request is checked against before anything runs.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_points: usize,
+    pub max_queries: usize,
+    /// Side of the model's low-resolution logits (S/4).
+    pub low_res_size: usize,
+}
+
+// ---------------------------------------------------------------------------
+// Requests
+// ---------------------------------------------------------------------------
+
+/// One prompt as JSON: any of text, points, box, mask_input.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryJson {
+    pub text: Option<String>,
+    pub points: Option<Vec<Vec<f64>>>,
+    #[serde(rename = "box")]
+    pub bbox: Option<Vec<f64>>,
+    /// Base64 of a float32 `.npy`.
+    pub mask_input: Option<String>,
+}
+
+/// `POST /v1/segment` as JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentJson {
+    pub image: Option<String>,
+    pub image_id: Option<String>,
+    pub text: Option<String>,
+    pub points: Option<Vec<Vec<f64>>>,
+    #[serde(rename = "box")]
+    pub bbox: Option<Vec<f64>>,
+    pub mask_input: Option<String>,
+    pub queries: Option<Vec<QueryJson>>,
+    pub outputs: Option<Vec<String>>,
+}
+
+/// `POST /v1/refine`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefineJson {
+    pub result_id: String,
+    pub points: Option<Vec<Vec<f64>>>,
+    #[serde(rename = "box")]
+    pub bbox: Option<Vec<f64>>,
+    pub outputs: Option<Vec<String>>,
+}
+
+/// `POST /v1/images` as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageJson {
+    pub image: String,
+}
+
+/// A segment request with its binary parts decoded, from JSON or multipart.
+#[derive(Debug, Default)]
+pub struct RawSegment {
+    pub image: Option<Bytes>,
+    pub image_id: Option<String>,
+    pub text: Option<String>,
+    pub points: Option<Vec<Vec<f64>>>,
+    pub bbox: Option<Vec<f64>>,
+    /// `.npy` bytes.
+    pub mask_input: Option<Vec<u8>>,
+    pub queries: Option<Vec<QueryJson>>,
+    pub outputs: Option<Vec<String>>,
+}
+
+/// Parses a JSON body, telling syntax from shape errors in the message.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("invalid JSON body: {e}")))
+}
+
+impl RawSegment {
+    pub fn from_json(json: SegmentJson) -> Result<Self, ApiError> {
+        let image = json
+            .image
+            .map(|s| decode_base64("image", &s).map(Bytes::from))
+            .transpose()?;
+        let mask_input = json.mask_input.map(|s| decode_base64("mask_input", &s)).transpose()?;
+        Ok(Self {
+            image,
+            image_id: json.image_id,
+            text: json.text,
+            points: json.points,
+            bbox: json.bbox,
+            mask_input,
+            queries: json.queries,
+            outputs: json.outputs,
+        })
+    }
+
+    fn has_prompt(&self) -> bool {
+        self.text.is_some() || self.points.is_some() || self.bbox.is_some() || self.mask_input.is_some()
+    }
+}
+
+/// Where the image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageSource {
+    Bytes(Bytes),
+    Id(String),
+}
+
+/// Which optional outputs each result carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outputs {
+    pub rle: bool,
+    pub png: bool,
+    pub logits: bool,
+    pub polygons: bool,
+}
+
+impl Outputs {
+    pub const NAMES: [&'static str; 4] = ["rle", "png", "logits", "polygons"];
+
+    /// `None` means the default, RLE only.
+    pub fn parse(names: Option<&[String]>) -> Result<Self, ApiError> {
+        let Some(names) = names else {
+            return Ok(Self {
+                rle: true,
+                ..Self::default()
+            });
+        };
+        let mut out = Self::default();
+        for name in names {
+            match name.trim() {
+                "rle" => out.rle = true,
+                "png" => out.png = true,
+                "logits" => out.logits = true,
+                "polygons" => out.polygons = true,
+                other => {
+                    return Err(ApiError::invalid_request(format!(
+                        "outputs: unknown output {other:?}: expected any of rle, png, logits, polygons"
+                    )))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A checked segment request.
+#[derive(Debug, Clone)]
+pub struct SegmentRequest {
+    pub image: ImageSource,
+    pub prompts: Vec<Prompt>,
+    pub outputs: Outputs,
+}
+
+impl SegmentRequest {
+    pub fn from_raw(raw: RawSegment, limits: &Limits) -> Result<Self, ApiError> {
+        let image = match (raw.image.clone(), raw.image_id.clone()) {
+            (Some(bytes), None) => ImageSource::Bytes(bytes),
+            (None, Some(id)) => ImageSource::Id(id),
+            (Some(_), Some(_)) => return Err(ApiError::invalid_request("give either image or image_id, not both")),
+            (None, None) => {
+                return Err(ApiError::invalid_request(
+                    "no image: give image (the file, base64 in JSON or a file part in multipart) or image_id",
+                ))
+            }
+        };
+        let outputs = Outputs::parse(raw.outputs.as_deref())?;
+        let prompts = prompts_of(raw, limits)?;
+        Ok(Self {
+            image,
+            prompts,
+            outputs,
+        })
+    }
+}
+
+fn prompts_of(raw: RawSegment, limits: &Limits) -> Result<Vec<Prompt>, ApiError> {
+    let Some(queries) = raw.queries.as_ref() else {
+        if !raw.has_prompt() {
+            return Err(no_prompt());
+        }
+        let prompt = build_prompt(raw.text, raw.points, raw.bbox, raw.mask_input, limits)?;
+        return Ok(vec![prompt]);
+    };
+    if raw.has_prompt() {
+        return Err(ApiError::invalid_request(
+            "give either one prompt (text, points, box, mask_input) or queries, not both",
+        ));
+    }
+    if queries.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NoPrompt,
+            "queries is empty: give at least one prompt",
+        ));
+    }
+    if queries.len() > limits.max_queries {
+        return Err(ApiError::new(
+            ErrorCode::TooManyQueries,
+            format!(
+                "{} queries, over the limit of {} per request",
+                queries.len(),
+                limits.max_queries
+            ),
+        ));
+    }
+    queries
+        .iter()
+        .enumerate()
+        .map(|(i, q)| query_prompt(q, limits).map_err(|e| in_query(i, e)))
+        .collect()
+}
+
+fn query_prompt(q: &QueryJson, limits: &Limits) -> Result<Prompt, ApiError> {
+    if q.text.is_none() && q.points.is_none() && q.bbox.is_none() && q.mask_input.is_none() {
+        return Err(no_prompt());
+    }
+    let mask = q
+        .mask_input
+        .as_deref()
+        .map(|s| decode_base64("mask_input", s))
+        .transpose()?;
+    build_prompt(q.text.clone(), q.points.clone(), q.bbox.clone(), mask, limits)
+}
+
+fn in_query(i: usize, e: ApiError) -> ApiError {
+    ApiError::new(e.code, format!("queries[{i}]: {}", e.message))
+}
+
+fn no_prompt() -> ApiError {
+    ApiError::new(
+        ErrorCode::NoPrompt,
+        "no prompt: give text, points, box or mask_input (or queries)",
+    )
+}
+
+fn build_prompt(
+    text: Option<String>,
+    points: Option<Vec<Vec<f64>>>,
+    bbox: Option<Vec<f64>>,
+    mask_input: Option<Vec<u8>>,
+    limits: &Limits,
+) -> Result<Prompt, ApiError> {
+    let points = parse_points(points.as_deref().unwrap_or_default(), limits.max_points)?;
+    let bbox = bbox.as_deref().map(parse_box).transpose()?;
+    let mask_input = mask_input
+        .as_deref()
+        .map(|npy| parse_mask_input(npy, limits.low_res_size))
+        .transpose()?;
+    Ok(Prompt {
+        text,
+        points,
+        bbox,
+        mask_input,
+    })
+}
+
+/// `[[x, y, label], ...]` to points; labels must be exactly 0 or 1.
+pub fn parse_points(points: &[Vec<f64>], max_points: usize) -> Result<Vec<Point>, ApiError> {
+    if points.len() > max_points {
+        return Err(ApiError::new(
+            ErrorCode::TooManyPoints,
+            format!("{} points, over the limit of {max_points} per prompt", points.len()),
+        ));
+    }
+    points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let [x, y, label] = p[..] else {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidPrompt,
+                    format!("point {i} must be [x, y, label], got {} numbers", p.len()),
+                ));
+            };
+            if label != 0.0 && label != 1.0 {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidPrompt,
+                    format!("point {i} has label {label}: expected 1 (positive) or 0 (negative)"),
+                ));
+            }
+            Ok(Point {
+                x: x as f32,
+                y: y as f32,
+                label: label as u8,
+            })
+        })
+        .collect()
+}
+
+/// `[x0, y0, x1, y1]`.
+pub fn parse_box(b: &[f64]) -> Result<[f32; 4], ApiError> {
+    match b {
+        [x0, y0, x1, y1] => Ok([*x0 as f32, *y0 as f32, *x1 as f32, *y1 as f32]),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidPrompt,
+            format!("box must be [x0, y0, x1, y1], got {} numbers", b.len()),
+        )),
+    }
+}
+
+/// A float32 `.npy` of S/4 x S/4 logits (leading 1-dimensions allowed).
+pub fn parse_mask_input(npy: &[u8], side: usize) -> Result<Vec<f32>, ApiError> {
+    let (shape, data) = crate::postprocess::read_npy_f32(npy).map_err(ApiError::from_prompt_error)?;
+    let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    let ok = squeezed == [side, side] || (side == 1 && squeezed.is_empty());
+    if !ok {
+        return Err(ApiError::new(
+            ErrorCode::InvalidMaskInput,
+            format!("mask_input has shape {shape:?}: expected {side}x{side} low-resolution logits"),
+        ));
+    }
+    Ok(data)
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------
+
+fn as_base64<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(b) => s.serialize_str(&encode_base64(b)),
+        None => s.serialize_none(),
+    }
+}
+
+/// One prompt's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentResult {
+    pub result_id: String,
+    pub iou_prediction: f32,
+    pub object_score_logit: f32,
+    pub object_present: bool,
+    pub area: u64,
+    /// `[x, y, w, h]`, pycocotools' `toBbox`.
+    pub bbox: [f64; 4],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rle: Option<Rle>,
+    /// The mask as a PNG (0 / 255), base64 in JSON.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_base64")]
+    pub png: Option<Vec<u8>>,
+    /// S/4 x S/4 float32 `.npy`, base64 in JSON.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_base64")]
+    pub logits: Option<Vec<u8>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polygons: Option<Vec<Vec<f64>>>,
+}
+
+/// Milliseconds per stage of one request (0 for a stage it skipped).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub image_decode: f64,
+    pub encode: f64,
+    pub text: f64,
+    pub queue: f64,
+    pub decode: f64,
+    pub postprocess: f64,
+    pub total: f64,
+}
+
+/// `POST /v1/segment` and `POST /v1/refine` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct SegmentResponse {
+    pub image_id: String,
+    pub width: u32,
+    pub height: u32,
+    pub cached: bool,
+    pub results: Vec<SegmentResult>,
+    pub timings_ms: Timings,
+}
+
+/// `POST /v1/images` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResponse {
+    pub image_id: String,
+    pub width: u32,
+    pub height: u32,
+    pub cached: bool,
+    pub timings_ms: Timings,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_points: 2,
+            max_queries: 2,
+            low_res_size: 2,
+        }
+    }
+
+    fn raw(json: &str) -> RawSegment {
+        RawSegment::from_json(serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    fn code(json: &str) -> ErrorCode {
+        SegmentRequest::from_raw(raw(json), &limits()).unwrap_err().code
+    }
+
+    #[test]
+    fn structure_errors_have_their_codes() {
+        assert_eq!(code(r#"{"text": "a"}"#), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"image_id": "x"}"#), ErrorCode::NoPrompt);
+        assert_eq!(code(r#"{"image_id": "x", "queries": []}"#), ErrorCode::NoPrompt);
+        assert_eq!(code(r#"{"image_id": "x", "queries": [{}]}"#), ErrorCode::NoPrompt);
+        assert_eq!(
+            code(r#"{"image_id": "x", "text": "a", "queries": [{"text": "b"}]}"#),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code(r#"{"image_id": "x", "queries": [{"text": "a"}, {"text": "b"}, {"text": "c"}]}"#),
+            ErrorCode::TooManyQueries
+        );
+        assert_eq!(
+            code(r#"{"image_id": "x", "points": [[1, 1, 1], [1, 1, 0], [2, 2, 1]]}"#),
+            ErrorCode::TooManyPoints
+        );
+        assert_eq!(
+            code(r#"{"image_id": "x", "points": [[1, 1, 2]]}"#),
+            ErrorCode::InvalidPrompt
+        );
+        assert_eq!(
+            code(r#"{"image_id": "x", "points": [[1, 1]]}"#),
+            ErrorCode::InvalidPrompt
+        );
+        assert_eq!(code(r#"{"image_id": "x", "box": [1, 1, 2]}"#), ErrorCode::InvalidPrompt);
+        assert_eq!(
+            code(r#"{"image_id": "x", "text": "a", "outputs": ["jpeg"]}"#),
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn mask_input_shapes() {
+        let npy = crate::postprocess::write_npy_f32(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(parse_mask_input(&npy, 2).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+        let npy = crate::postprocess::write_npy_f32(&[4], &[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(parse_mask_input(&npy, 2).unwrap_err().code, ErrorCode::InvalidMaskInput);
+        assert_eq!(
+            parse_mask_input(b"not npy", 2).unwrap_err().code,
+            ErrorCode::InvalidMaskInput
+        );
+    }
+
+    #[test]
+    fn base64_variants() {
+        assert_eq!(decode_base64("f", "aGk=").unwrap(), b"hi");
+        assert_eq!(decode_base64("f", "aGk").unwrap(), b"hi");
+        assert_eq!(decode_base64("f", "data:image/png;base64,aG\nk=").unwrap(), b"hi");
+        assert_eq!(decode_base64("f", "!!").unwrap_err().code, ErrorCode::MalformedBase64);
+    }
+}

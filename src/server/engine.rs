@@ -1,0 +1,475 @@
+//! The model engine: dedicated worker threads (std threads, never the tokio
+//! runtime) fed by a bounded queue, with dynamic batching of decodes.
+//!
+//! Why: inference is long, CPU/GPU-bound and synchronous; running it on the
+//! async runtime would stall every other connection. A bounded queue turns
+//! overload into a fast 503 instead of unbounded memory and latency.
+//!
+//! Batching: a worker that takes a decode job also takes every queued decode
+//! job for the same image (up to `max_batch_size` prompts, waiting at most
+//! `max_batch_wait` for more while nothing else is queued) and runs them as
+//! one `Rsam::decode` call. The model gives each prompt of a batch exactly
+//! what it gives alone, so batching only changes throughput. One request's
+//! prompts are never split.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::preprocess::RgbImage;
+use crate::{ImageFeatures, Prediction, Prompt, Rsam};
+use tokio::sync::oneshot;
+
+use super::cache::CachedImage;
+use super::errors::{ApiError, ErrorCode};
+use super::metrics::{Metrics, Stage};
+
+/// Queue and batching settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs waiting beyond this are refused (503).
+    pub max_queue: usize,
+    /// Most prompts in one decode batch across requests.
+    pub max_batch_size: usize,
+    /// Longest a decode waits for batch mates while nothing else is queued.
+    pub max_batch_wait: Duration,
+    /// Worker threads (each runs whole model calls).
+    pub workers: usize,
+}
+
+/// A finished encoding.
+#[derive(Debug)]
+pub struct Encoded {
+    pub features: ImageFeatures,
+    /// Wall time of the model call.
+    pub took: Duration,
+}
+
+/// Called exactly once with an encoding's outcome (on drop if never called,
+/// so a lost job can never leave waiters hanging).
+pub struct EncodeDone(Option<OnEncoded>);
+
+type OnEncoded = Box<dyn FnOnce(Result<Encoded, ApiError>) + Send>;
+
+impl EncodeDone {
+    pub fn new(f: impl FnOnce(Result<Encoded, ApiError>) + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+
+    fn call(mut self, outcome: Result<Encoded, ApiError>) {
+        if let Some(f) = self.0.take() {
+            f(outcome);
+        }
+    }
+}
+
+impl Drop for EncodeDone {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(Err(ApiError::internal("the encoding job was dropped")));
+        }
+    }
+}
+
+/// Encode one image. `image` is already resized to the model's S x S input
+/// (the queue then holds S*S*3 bytes per job whatever the upload size);
+/// `width` / `height` are the original size the prompts refer to.
+pub struct EncodeJob {
+    pub image: RgbImage,
+    pub width: u32,
+    pub height: u32,
+    pub deadline: Instant,
+    pub done: EncodeDone,
+}
+
+/// What a decode job gets back.
+#[derive(Debug)]
+pub struct DecodeOutput {
+    pub predictions: Vec<Prediction>,
+    /// Wall time of the batch's model call.
+    pub decode: Duration,
+    /// Time spent queued before the worker took the job.
+    pub queued: Duration,
+    /// Prompts in the batch this job ran in.
+    pub batch_size: usize,
+}
+
+/// Decode a request's prompts on one cached image.
+pub struct DecodeJob {
+    pub image: Arc<CachedImage>,
+    pub prompts: Vec<Prompt>,
+    pub deadline: Instant,
+    pub reply: oneshot::Sender<Result<DecodeOutput, ApiError>>,
+}
+
+pub enum Job {
+    Encode(EncodeJob),
+    Decode(DecodeJob),
+}
+
+impl Job {
+    /// Answers the job with an error without running it.
+    fn fail(self, err: ApiError) {
+        match self {
+            Job::Encode(j) => j.done.call(Err(err)),
+            Job::Decode(j) => {
+                let _ = j.reply.send(Err(err));
+            }
+        }
+    }
+}
+
+struct Queued {
+    job: Job,
+    enqueued: Instant,
+}
+
+struct QueueState {
+    jobs: VecDeque<Queued>,
+    closed: bool,
+}
+
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    capacity: usize,
+    metrics: Metrics,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn set_depth(&self, state: &QueueState) {
+        self.metrics.queue_depth.set(state.jobs.len() as i64);
+    }
+
+    /// Next job, blocking; `None` once closed and drained.
+    fn pop(&self) -> Option<Queued> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                self.set_depth(&state);
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// The model engine.
+pub struct Engine {
+    queue: Arc<Queue>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("capacity", &self.queue.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts the worker threads.
+    pub fn start(model: Arc<Rsam>, config: EngineConfig, metrics: Metrics) -> std::io::Result<Self> {
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            capacity: config.max_queue.max(1),
+            metrics: metrics.clone(),
+        });
+        let mut workers = Vec::new();
+        for i in 0..config.workers.max(1) {
+            let worker = Worker {
+                model: model.clone(),
+                queue: queue.clone(),
+                config: config.clone(),
+                metrics: metrics.clone(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("rsam-worker-{i}"))
+                .spawn(move || worker.run())?;
+            workers.push(handle);
+        }
+        Ok(Self {
+            queue,
+            workers: Mutex::new(workers),
+        })
+    }
+
+    /// Queues a job, or answers it at once with 503 when the queue is full
+    /// or the engine is shutting down. Either way the job's reply channel
+    /// receives exactly one answer.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        let mut state = self.queue.lock();
+        let refusal = if state.closed {
+            Some(ApiError::new(ErrorCode::NotReady, "the server is shutting down"))
+        } else if state.jobs.len() >= self.queue.capacity {
+            Some(ApiError::new(
+                ErrorCode::Overloaded,
+                format!(
+                    "the model queue is full ({} jobs waiting): retry later",
+                    self.queue.capacity
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some(err) = refusal {
+            drop(state);
+            job.fail(err.clone());
+            return Err(err);
+        }
+        state.jobs.push_back(Queued {
+            job,
+            enqueued: Instant::now(),
+        });
+        self.queue.set_depth(&state);
+        drop(state);
+        // All: a worker waiting for batch mates of another image must not
+        // swallow the only wake-up.
+        self.queue.ready.notify_all();
+        Ok(())
+    }
+
+    /// Jobs waiting now.
+    pub fn depth(&self) -> usize {
+        self.queue.lock().jobs.len()
+    }
+
+    /// Stops taking jobs, lets the workers finish everything queued, and
+    /// joins them. Blocking: call from a blocking context.
+    pub fn shutdown(&self) {
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+        let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Workers hold only the queue; closing it lets them exit once it is
+        // drained. Joining here could block an async runtime, so don't.
+        self.queue.lock().closed = true;
+        self.queue.ready.notify_all();
+    }
+}
+
+struct Worker {
+    model: Arc<Rsam>,
+    queue: Arc<Queue>,
+    config: EngineConfig,
+    metrics: Metrics,
+}
+
+/// A decode job with the time it waited.
+struct Taken {
+    job: DecodeJob,
+    queued: Duration,
+}
+
+impl Worker {
+    fn run(self) {
+        while let Some(first) = self.queue.pop() {
+            let queued = first.enqueued.elapsed();
+            // Our own bookkeeping must not kill the worker either: a panic
+            // drops the job's reply channels, which answers it with an error.
+            let _ = catch_unwind(AssertUnwindSafe(|| match first.job {
+                Job::Encode(job) => self.encode(job),
+                Job::Decode(job) => {
+                    let batch = self.collect_batch(Taken { job, queued });
+                    self.decode(batch);
+                }
+            }));
+        }
+    }
+
+    fn encode(&self, job: EncodeJob) {
+        if Instant::now() > job.deadline {
+            return job.done.call(Err(timeout()));
+        }
+        let start = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| self.model.encode_image(&job.image)));
+        let took = start.elapsed();
+        self.metrics.observe_stage(Stage::Encode, took);
+        let outcome = match result {
+            Ok(Ok(mut features)) => {
+                features.width = job.width;
+                features.height = job.height;
+                Ok(Encoded { features, took })
+            }
+            Ok(Err(e)) => Err(ApiError::internal(format!("encoding failed: {e}"))),
+            Err(panic) => Err(panicked("encoding", panic)),
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "image encoding failed");
+        }
+        job.done.call(outcome);
+    }
+
+    /// Takes queued decode jobs on the same image as `first`, waiting up to
+    /// `max_batch_wait` for more while the queue holds nothing else.
+    fn collect_batch(&self, first: Taken) -> Vec<Taken> {
+        let max = self.config.max_batch_size.max(1);
+        let until = Instant::now() + self.config.max_batch_wait;
+        let image_id = first.job.image.image_id.clone();
+        let mut prompts = first.job.prompts.len();
+        let mut batch = vec![first];
+        let mut state = self.queue.lock();
+        loop {
+            let mut i = 0;
+            while i < state.jobs.len() && prompts < max {
+                let fits = matches!(&state.jobs[i].job, Job::Decode(j)
+                    if j.image.image_id == image_id && prompts + j.prompts.len() <= max);
+                if !fits {
+                    i += 1;
+                    continue;
+                }
+                let Some(Queued {
+                    job: Job::Decode(job),
+                    enqueued,
+                }) = state.jobs.remove(i)
+                else {
+                    unreachable!("checked to be a decode job above");
+                };
+                prompts += job.prompts.len();
+                batch.push(Taken {
+                    job,
+                    queued: enqueued.elapsed(),
+                });
+            }
+            self.queue.set_depth(&state);
+            let now = Instant::now();
+            if prompts >= max || state.closed || !state.jobs.is_empty() || now >= until {
+                return batch;
+            }
+            state = self
+                .queue
+                .ready
+                .wait_timeout(state, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Runs a batch; if it fails as a whole, runs its jobs one by one so
+    /// that one bad job fails only its own request.
+    fn decode(&self, batch: Vec<Taken>) {
+        let now = Instant::now();
+        let (live, expired): (Vec<Taken>, Vec<Taken>) = batch
+            .into_iter()
+            .filter(|t| !t.job.reply.is_closed())
+            .partition(|t| now <= t.job.deadline);
+        for t in expired {
+            let _ = t.job.reply.send(Err(timeout()));
+        }
+        if live.is_empty() {
+            return;
+        }
+        let prompts: Vec<Prompt> = live.iter().flat_map(|t| t.job.prompts.iter().cloned()).collect();
+        match self.run_decode(&live[0].job.image.features, &prompts) {
+            Ok((predictions, took)) => reply_split(live, predictions, took),
+            Err(_) if live.len() > 1 => {
+                for t in live {
+                    self.decode_alone(t);
+                }
+            }
+            Err(e) => {
+                for t in live {
+                    let _ = t.job.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn decode_alone(&self, t: Taken) {
+        let result = self.run_decode(&t.job.image.features, &t.job.prompts);
+        let _ = match result {
+            Ok((predictions, took)) => {
+                let output = DecodeOutput {
+                    batch_size: predictions.len(),
+                    predictions,
+                    decode: took,
+                    queued: t.queued,
+                };
+                t.job.reply.send(Ok(output))
+            }
+            Err(e) => t.job.reply.send(Err(e)),
+        };
+    }
+
+    fn run_decode(
+        &self,
+        features: &ImageFeatures,
+        prompts: &[Prompt],
+    ) -> Result<(Vec<Prediction>, Duration), ApiError> {
+        let start = Instant::now();
+        let result = catch_unwind(AssertUnwindSafe(|| self.model.decode(features, prompts)));
+        let took = start.elapsed();
+        self.metrics.observe_stage(Stage::Decode, took);
+        self.metrics.observe_batch(prompts.len());
+        let outcome = match result {
+            Ok(Ok(p)) if p.len() == prompts.len() => Ok(p),
+            Ok(Ok(p)) => Err(ApiError::internal(format!(
+                "the model returned {} predictions for {} prompts",
+                p.len(),
+                prompts.len()
+            ))),
+            Ok(Err(e @ (crate::RsamError::Prompt(_) | crate::RsamError::MaskInput(_)))) => {
+                Err(ApiError::from_prompt_error(e))
+            }
+            Ok(Err(e)) => Err(ApiError::internal(format!("decoding failed: {e}"))),
+            Err(panic) => Err(panicked("decoding", panic)),
+        };
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, prompts = prompts.len(), "decode failed");
+        }
+        outcome.map(|p| (p, took))
+    }
+}
+
+/// Hands each job its slice of the batch's predictions.
+fn reply_split(live: Vec<Taken>, mut predictions: Vec<Prediction>, took: Duration) {
+    let batch_size = predictions.len();
+    for t in live {
+        let rest = predictions.split_off(t.job.prompts.len().min(predictions.len()));
+        let mine = std::mem::replace(&mut predictions, rest);
+        let _ = t.job.reply.send(Ok(DecodeOutput {
+            predictions: mine,
+            decode: took,
+            queued: t.queued,
+            batch_size,
+        }));
+    }
+}
+
+fn timeout() -> ApiError {
+    ApiError::new(
+        ErrorCode::Timeout,
+        "the request's deadline passed while it waited for the model",
+    )
+}
+
+fn panicked(what: &str, panic: Box<dyn std::any::Any + Send>) -> ApiError {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(%detail, "{what} panicked");
+    ApiError::internal(format!("{what} failed inside the model: {detail}"))
+}

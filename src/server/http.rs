@@ -1,0 +1,432 @@
+//! The HTTP layer: routes, content negotiation, authentication, request
+//! ids, metrics and deadlines. Handlers only parse and answer; the work is
+//! in [`super::service::Service`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use super::api::{parse_json, ImageJson, RawSegment, RefineJson, SegmentJson, SegmentRequest, SegmentResponse};
+use super::config::ServerConfig;
+use super::errors::{ApiError, ErrorCode};
+use super::metrics::Metrics;
+use super::multipart;
+use super::service::Service;
+
+/// The API description served at `GET /openapi.yaml`.
+pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
+
+/// State shared by every handler. The service appears once the model is
+/// loaded and warmed; until then model routes answer 503 `not_ready`.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    service: OnceLock<Arc<Service>>,
+    pub metrics: Metrics,
+    pub config: ServerConfig,
+}
+
+impl AppState {
+    pub fn new(config: ServerConfig, metrics: Metrics) -> Self {
+        Self(Arc::new(Shared {
+            service: OnceLock::new(),
+            metrics,
+            config,
+        }))
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.0.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn set_service(&self, service: Arc<Service>) {
+        let _ = self.0.service.set(service);
+    }
+
+    pub fn service_if_ready(&self) -> Option<Arc<Service>> {
+        self.0.service.get().cloned()
+    }
+
+    fn service(&self) -> Result<Arc<Service>, ApiError> {
+        self.service_if_ready()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotReady, "the model is still loading"))
+    }
+}
+
+/// The request's deadline, set by the timeout middleware.
+#[derive(Debug, Clone, Copy)]
+struct Deadline(Instant);
+
+/// One route: method, path template, whether it needs the API key.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub authenticated: bool,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+/// Every route the server serves; the router is built from this table, so
+/// the tests can check it against `openapi.yaml`.
+pub fn routes() -> Vec<Route> {
+    let r = |method, path, authenticated, handler| Route {
+        method,
+        path,
+        authenticated,
+        handler,
+    };
+    vec![
+        r(Method::POST, "/v1/segment", true, || post(segment)),
+        r(Method::POST, "/v1/refine", true, || post(refine)),
+        r(Method::POST, "/v1/images", true, || post(images)),
+        r(Method::GET, "/v1/model", true, || get(model_info)),
+        r(Method::GET, "/healthz", false, || get(healthz)),
+        r(Method::GET, "/readyz", false, || get(readyz)),
+        r(Method::GET, "/metrics", false, || get(metrics)),
+        r(Method::GET, "/openapi.yaml", false, || get(openapi)),
+    ]
+}
+
+/// The application with all middleware.
+pub fn router(state: AppState) -> Router {
+    let (mut private, mut public) = (Router::new(), Router::new());
+    for route in routes() {
+        if route.authenticated {
+            private = private.route(route.path, (route.handler)());
+        } else {
+            public = public.route(route.path, (route.handler)());
+        }
+    }
+    let private = private.route_layer(from_fn_with_state(state.clone(), authenticate));
+    let middleware = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(from_fn_with_state(state.clone(), track))
+        .layer(from_fn_with_state(state.clone(), deadline));
+    private
+        .merge(public)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware)
+        .with_state(state)
+}
+
+fn request_span(req: &Request) -> tracing::Span {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+}
+
+// ---------------------------------------------------------------------------
+// Middleware
+// ---------------------------------------------------------------------------
+
+/// Decrements the in-flight gauge even when the request future is dropped.
+struct InFlight(prometheus::IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Counts requests by route template (`unmatched` for unknown paths).
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let gauge = state.0.metrics.inflight.clone();
+    gauge.inc();
+    let _guard = InFlight(gauge);
+    let start = Instant::now();
+    let response = next.run(req).await;
+    state
+        .0
+        .metrics
+        .observe_request(&route, response.status().as_u16(), start.elapsed());
+    response
+}
+
+/// Bounds the whole request by `--request-timeout-s` (504 past it); the
+/// deadline also travels with model jobs so the worker skips stale ones.
+async fn deadline(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let timeout = state.0.config.request_timeout;
+    req.extensions_mut().insert(Deadline(Instant::now() + timeout));
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::Timeout,
+            format!("the request took longer than {} s", timeout.as_secs_f64()),
+        )
+        .into_response(),
+    }
+}
+
+/// Compares without an early exit, so timing does not leak the key.
+fn same_key(given: &[u8], key: &[u8]) -> bool {
+    given.len() == key.len() && given.iter().zip(key).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(key) = state.0.config.api_key.as_deref() else {
+        return next.run(req).await;
+    };
+    let headers = req.headers();
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let given = bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()));
+    match given {
+        Some(g) if same_key(g.trim().as_bytes(), key.as_bytes()) => next.run(req).await,
+        Some(_) => ApiError::new(ErrorCode::Unauthorized, "wrong API key").into_response(),
+        None => ApiError::new(
+            ErrorCode::Unauthorized,
+            "missing API key: send Authorization: Bearer KEY or x-api-key: KEY",
+        )
+        .into_response(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bodies
+// ---------------------------------------------------------------------------
+
+/// How a body is encoded.
+enum BodyKind {
+    Json,
+    Multipart(String),
+    /// Image file bytes as the whole body (`POST /v1/images` only).
+    Raw,
+}
+
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyKind::Json);
+    };
+    let ct = ct.to_str().unwrap_or_default();
+    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" => Ok(BodyKind::Json),
+        e if e.ends_with("+json") => Ok(BodyKind::Json),
+        "multipart/form-data" => Ok(BodyKind::Multipart(multipart::boundary(ct)?)),
+        e if e.starts_with("image/") || e == "application/octet-stream" => Ok(BodyKind::Raw),
+        _ => Err(unsupported_content_type(ct)),
+    }
+}
+
+fn unsupported_content_type(ct: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        format!("content type {ct:?} is not accepted here: send application/json or multipart/form-data"),
+    )
+}
+
+/// Reads the whole body under the size limit (413 above it).
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.0.config.body_limit;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the request body is over the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large()
+        } else {
+            ApiError::new(
+                ErrorCode::MalformedMultipart,
+                format!("cannot read the request body: {e}"),
+            )
+        }
+    })
+}
+
+/// Whether the client asked for the mask as a PNG (`Accept: image/png`
+/// before any `application/json`).
+fn wants_png(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    for range in accept.split(',') {
+        let media = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        match media.as_str() {
+            "image/png" => return true,
+            "application/json" => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The first result's mask as a PNG, with the ids in headers for chaining.
+fn png_response(resp: SegmentResponse) -> Result<Response, ApiError> {
+    let first = resp
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("no result to return as PNG"))?;
+    let png = first.png.unwrap_or_default();
+    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response();
+    let h = response.headers_mut();
+    for (name, value) in [
+        ("x-rsam-image-id", resp.image_id),
+        ("x-rsam-result-id", first.result_id),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------
+
+async fn segment(
+    State(state): State<AppState>,
+    Extension(deadline): Extension<Deadline>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let service = state.service()?;
+    let kind = body_kind(&headers)?;
+    let body = read_body(&state, &headers, body).await?;
+    let raw = match kind {
+        BodyKind::Json => RawSegment::from_json(parse_json::<SegmentJson>(&body)?)?,
+        BodyKind::Multipart(boundary) => multipart::parse_segment(body, boundary).await?,
+        BodyKind::Raw => return Err(unsupported_content_type("image/*")),
+    };
+    let mut req = SegmentRequest::from_raw(raw, &service.limits)?;
+    let png = wants_png(&headers);
+    req.outputs.png |= png;
+    let resp = service.segment(req, deadline.0).await?;
+    if png {
+        png_response(resp)
+    } else {
+        Ok(Json(resp).into_response())
+    }
+}
+
+async fn refine(
+    State(state): State<AppState>,
+    Extension(deadline): Extension<Deadline>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let service = state.service()?;
+    if !matches!(body_kind(&headers)?, BodyKind::Json) {
+        return Err(unsupported_content_type("not JSON"));
+    }
+    let body = read_body(&state, &headers, body).await?;
+    let mut req: RefineJson = parse_json(&body)?;
+    let png = wants_png(&headers);
+    if png {
+        req.outputs.get_or_insert_with(|| vec!["rle".into()]).push("png".into());
+    }
+    let resp = service.refine(req, deadline.0).await?;
+    if png {
+        png_response(resp)
+    } else {
+        Ok(Json(resp).into_response())
+    }
+}
+
+async fn images(
+    State(state): State<AppState>,
+    Extension(deadline): Extension<Deadline>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let service = state.service()?;
+    let kind = body_kind(&headers)?;
+    let body = read_body(&state, &headers, body).await?;
+    let bytes = match kind {
+        BodyKind::Json => {
+            let json: ImageJson = parse_json(&body)?;
+            Bytes::from(super::api::decode_base64("image", &json.image)?)
+        }
+        BodyKind::Multipart(boundary) => multipart::parse_image(body, boundary).await?,
+        BodyKind::Raw => body,
+    };
+    Ok(Json(service.warm(bytes, deadline.0).await?).into_response())
+}
+
+async fn model_info(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(state.service()?.model_info()).into_response())
+}
+
+async fn healthz() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    state.service()?;
+    Ok(Json(serde_json::json!({"status": "ready"})).into_response())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(service) = state.service_if_ready() {
+        // Gauges that are cheaper to read than to keep up to date.
+        service.metrics.queue_depth.set(service.engine.depth() as i64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.0.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI_YAML).into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route {} {} (see GET /openapi.yaml)", req.method(), req.uri().path()),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}

@@ -1,0 +1,101 @@
+//! `multipart/form-data` bodies, for `curl -F image=@scene.jpg -F text=...`.
+//!
+//! Parts: a file part `image`; text fields `image_id`, `text`; `points`,
+//! `box` and `queries` as JSON strings; `outputs` comma-separated or a JSON
+//! list; `mask_input` as a `.npy` file part or base64 text.
+
+use bytes::Bytes;
+
+use super::api::{decode_base64, QueryJson, RawSegment};
+use super::errors::{ApiError, ErrorCode};
+
+fn malformed(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::MalformedMultipart, format!("invalid multipart body: {e}"))
+}
+
+/// The parts of a multipart body, by name (a repeated name keeps the last).
+async fn parts(body: Bytes, boundary: String) -> Result<Vec<(String, Bytes)>, ApiError> {
+    let stream = futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let mut out = Vec::new();
+    while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_string();
+        let data = field.bytes().await.map_err(malformed)?;
+        out.push((name, data));
+    }
+    Ok(out)
+}
+
+/// The boundary of a `multipart/form-data` content type.
+pub fn boundary(content_type: &str) -> Result<String, ApiError> {
+    multer::parse_boundary(content_type).map_err(malformed)
+}
+
+fn text(name: &str, data: &[u8]) -> Result<String, ApiError> {
+    String::from_utf8(data.to_vec()).map_err(|_| malformed(format!("field {name} is not UTF-8 text")))
+}
+
+fn json<T: serde::de::DeserializeOwned>(name: &str, data: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(data)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("field {name}: invalid JSON: {e}")))
+}
+
+/// `rle,png` or `["rle", "png"]`.
+fn outputs(data: &[u8]) -> Result<Vec<String>, ApiError> {
+    let s = text("outputs", data)?;
+    if s.trim_start().starts_with('[') {
+        return json("outputs", s.as_bytes());
+    }
+    Ok(s.split(',')
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect())
+}
+
+/// A raw `.npy` part, or base64 text of one.
+fn mask_input(data: &[u8]) -> Result<Vec<u8>, ApiError> {
+    if data.starts_with(b"\x93NUMPY") {
+        return Ok(data.to_vec());
+    }
+    decode_base64("mask_input", &text("mask_input", data)?)
+}
+
+/// `POST /v1/segment` as multipart.
+pub async fn parse_segment(body: Bytes, boundary: String) -> Result<RawSegment, ApiError> {
+    let mut raw = RawSegment::default();
+    for (name, data) in parts(body, boundary).await? {
+        match name.as_str() {
+            "image" => raw.image = Some(data),
+            "image_id" => raw.image_id = Some(text(&name, &data)?),
+            "text" => raw.text = Some(text(&name, &data)?),
+            "points" => raw.points = Some(json(&name, &data)?),
+            "box" => raw.bbox = Some(json(&name, &data)?),
+            "queries" => raw.queries = Some(json::<Vec<QueryJson>>(&name, &data)?),
+            "outputs" => raw.outputs = Some(outputs(&data)?),
+            "mask_input" => raw.mask_input = Some(mask_input(&data)?),
+            other => {
+                return Err(ApiError::invalid_request(format!(
+                    "unknown form field {other:?}: expected image, image_id, text, points, box, mask_input, \
+                     queries or outputs"
+                )))
+            }
+        }
+    }
+    Ok(raw)
+}
+
+/// `POST /v1/images` as multipart: the `image` part.
+pub async fn parse_image(body: Bytes, boundary: String) -> Result<Bytes, ApiError> {
+    let mut image = None;
+    for (name, data) in parts(body, boundary).await? {
+        match name.as_str() {
+            "image" => image = Some(data),
+            other => {
+                return Err(ApiError::invalid_request(format!(
+                    "unknown form field {other:?}: expected image"
+                )))
+            }
+        }
+    }
+    image.ok_or_else(|| ApiError::invalid_request("no image part in the form"))
+}
