@@ -23,8 +23,10 @@ pub fn parameter_shapes(config: &RsamConfig) -> Result<Vec<(String, Vec<usize>)>
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     RsamModel::new(config, vb)?;
     let data = varmap.data().lock().expect("varmap lock");
-    let mut shapes: Vec<(String, Vec<usize>)> =
-        data.iter().map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec())).collect();
+    let mut shapes: Vec<(String, Vec<usize>)> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec()))
+        .collect();
     shapes.sort();
     Ok(shapes)
 }
@@ -187,8 +189,14 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
     candle_core::safetensors::save(&tensors, &weights_path)?;
     drop(tensors);
     let config_path = dir.join("config.json");
-    std::fs::write(&config_path, serde_json::to_string_pretty(cfg).expect("config serialises"))
-        .map_err(|source| crate::RsamError::Io { path: config_path, source })?;
+    std::fs::write(
+        &config_path,
+        serde_json::to_string_pretty(cfg).expect("config serialises"),
+    )
+    .map_err(|source| crate::RsamError::Io {
+        path: config_path,
+        source,
+    })?;
     write_filler_vocab(&dir, cfg.bert.vocab_size)?;
 
     let start = Instant::now();
@@ -242,9 +250,13 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         mask_input: Some(vec![0.5; cfg.low_res_size() * cfg.low_res_size()]),
         ..Default::default()
     };
-    timings.push(time("decode_text_click_mask", 1, options.warmup, options.iters, || {
-        model.decode(&features, std::slice::from_ref(&click)).map(|_| ())
-    })?);
+    timings.push(time(
+        "decode_text_click_mask",
+        1,
+        options.warmup,
+        options.iters,
+        || model.decode(&features, std::slice::from_ref(&click)).map(|_| ()),
+    )?);
 
     Ok(BenchReport {
         config: cfg.name.clone(),
@@ -261,12 +273,18 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
 
 /// Waits for queued device work (CUDA is asynchronous) by reading one value.
 fn synchronize(t: &Tensor) -> Result<()> {
-    t.flatten_all()?.narrow(0, 0, 1)?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    t.flatten_all()?
+        .narrow(0, 0, 1)?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
     Ok(())
 }
 
 fn tempdir_in_target() -> Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("rsam-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| crate::RsamError::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| crate::RsamError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     Ok(dir)
 }

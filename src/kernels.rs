@@ -56,14 +56,26 @@ impl CustomOp3 for FusedAttention {
         let (n, lq, d) = ql.shape().dims3()?;
         let (nk, lk, dk) = kl.shape().dims3()?;
         if nk != n || dk != d || vl.shape().dims3()? != (n, lk, d) {
-            candle_core::bail!("fused attention: q {:?}, k {:?}, v {:?} do not match", ql.shape(), kl.shape(), vl.shape());
+            candle_core::bail!(
+                "fused attention: q {:?}, k {:?}, v {:?} do not match",
+                ql.shape(),
+                kl.shape(),
+                vl.shape()
+            );
         }
-        let (q, k, v) = (f32_slice(qs, ql, "q")?, f32_slice(ks, kl, "k")?, f32_slice(vs, vl, "v")?);
+        let (q, k, v) = (
+            f32_slice(qs, ql, "q")?,
+            f32_slice(ks, kl, "k")?,
+            f32_slice(vs, vl, "v")?,
+        );
         let per_group = match &self.key_bias {
             Some(bias) => {
                 let groups = bias.len() / lk.max(1);
                 if groups == 0 || bias.len() != groups * lk || n % groups != 0 {
-                    candle_core::bail!("fused attention: key bias of {} values does not fit {n} x {lk}", bias.len());
+                    candle_core::bail!(
+                        "fused attention: key bias of {} values does not fit {n} x {lk}",
+                        bias.len()
+                    );
                 }
                 n / groups
             }
@@ -80,11 +92,25 @@ impl CustomOp3 for FusedAttention {
                 let g = row / per_group;
                 &b[g * lk..(g + 1) * lk]
             });
-            out_row.par_chunks_mut(QUERY_BLOCK * d).enumerate().for_each_init(Vec::new, |scores, (blk, o)| {
-                let q0 = blk * QUERY_BLOCK;
-                let rows = o.len() / d;
-                attend_block(&q_row[q0 * d..(q0 + rows) * d], k_row, v_row, bias, self.scale, rows, lk, d, scores, o);
-            });
+            out_row
+                .par_chunks_mut(QUERY_BLOCK * d)
+                .enumerate()
+                .for_each_init(Vec::new, |scores, (blk, o)| {
+                    let q0 = blk * QUERY_BLOCK;
+                    let rows = o.len() / d;
+                    attend_block(
+                        &q_row[q0 * d..(q0 + rows) * d],
+                        k_row,
+                        v_row,
+                        bias,
+                        self.scale,
+                        rows,
+                        lk,
+                        d,
+                        scores,
+                        o,
+                    );
+                });
         });
         Ok((CpuStorage::F32(out), Shape::from((n, lq, d))))
     }
@@ -248,8 +274,7 @@ fn exp(x: f32) -> f32 {
     let n = (xc * LOG2E + ROUND) - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.0
-        + r * (1.0
-            + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+        + r * (1.0 + r * (0.5 + r * (0.166_666_67 + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
     let bits = ((n as i32 + 127) as u32) << 23;
     let y = p * f32::from_bits(bits);
     if x < -87.0 {

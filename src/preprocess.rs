@@ -83,11 +83,15 @@ impl RgbImage {
 /// the way `PIL.Image.open(..).convert("RGB")` sees it.
 ///
 /// * The EXIF orientation (JPEG, PNG `eXIf`, TIFF, WebP) is applied, so the
-///   result is upright as a viewer would display it.
+///   result is upright as a viewer would display it. This is a deliberate
+///   difference: a bare `PIL.Image.open` does not apply it (that takes
+///   `ImageOps.exif_transpose`).
 /// * Grey and grey+alpha are expanded to R = G = B, palettes are expanded,
 ///   alpha is dropped (not composited, exactly like PIL's `convert("RGB")`).
-/// * 16-bit samples keep their high byte (`v >> 8`), like PIL's 16-bit PNG
-///   raw modes; float samples are clamped to [0, 1] and scaled to 0..=255.
+/// * 16-bit samples are reduced as PIL does: RGB, RGBA and grey+alpha keep
+///   their high byte (`v >> 8`); plain 16-bit grey, which PIL opens as mode
+///   `I;16`, saturates (`min(v, 255)`), as PIL's `convert("RGB")` does.
+/// * Float samples (TIFF) are clamped to [0, 1] and scaled to 0..=255.
 ///
 /// `max_pixels` bounds `width * height`. It is checked against the
 /// dimensions in the file header before any pixel is decoded, so an
@@ -96,8 +100,12 @@ impl RgbImage {
 /// [`image::Limits`] derived from `max_pixels`, so a header that lies about
 /// the data that follows cannot make it allocate without bound.
 ///
-/// Every malformed input (empty, unknown format, corrupt, truncated) gives
-/// [`RsamError::Image`] with a message naming the problem; no input panics.
+/// # Errors
+///
+/// [`RsamError::ImageTooLarge`] when the header declares more than
+/// `max_pixels` pixels; [`RsamError::Image`], with a message naming the
+/// problem, for every malformed input (empty, unknown or unsupported format,
+/// corrupt or truncated data). No input panics.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(RsamError::Image("empty input: no image bytes".into()));
@@ -158,9 +166,8 @@ fn decode_image_inner(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
         return Err(RsamError::Image(format!("image has no pixels ({width}x{height})")));
     }
 
-    // Malformed metadata should not reject pixels that decode fine (PIL
-    // ignores broken EXIF as well), so an unreadable orientation means
-    // "as stored".
+    // Malformed metadata should not reject pixels that decode fine, so an
+    // unreadable orientation means "as stored".
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -219,14 +226,15 @@ fn early_header_dimensions(format: ImageFormat, bytes: &[u8]) -> Option<(u32, u3
         // "BM" | file header (12 bytes) | DIB header whose size comes first:
         // 12 = OS/2 core header with u16 sides, otherwise i32 sides where a
         // negative height only means "stored top-down".
-        ImageFormat::Bmp => match le32(14)? {
-            12 => Some((u32::from(le16(18)?), u32::from(le16(20)?))),
-            _ => {
-                let width = i32::try_from(le32(18)?).ok()?;
-                let height = le32(22)? as i32;
-                Some((u32::try_from(width).ok()?, height.unsigned_abs()))
+        ImageFormat::Bmp => {
+            if le32(14)? == 12 {
+                Some((u32::from(le16(18)?), u32::from(le16(20)?)))
+            } else {
+                let width = u32::try_from(i32::from_le_bytes(bytes.get(18..22)?.try_into().ok()?)).ok()?;
+                let height = i32::from_le_bytes(bytes.get(22..26)?.try_into().ok()?);
+                Some((width, height.unsigned_abs()))
             }
-        },
+        }
         _ => None,
     }
 }
@@ -249,17 +257,25 @@ fn image_error(err: ImageError) -> RsamError {
 /// `convert("RGB")` would see the file.
 ///
 /// The `image` crate's own conversion rounds 16-bit samples
-/// (`(v + 128) / 257`), whereas PIL's 16-bit PNG raw modes keep the high
-/// byte, so the integer layouts are converted here by hand.
+/// (`(v + 128) / 257`), which matches neither of PIL's two behaviours, so
+/// the integer layouts are converted here by hand:
+///
+/// * PIL reads 16-bit RGB(A) and grey+alpha files through raw modes that keep
+///   the high byte of each sample.
+/// * PIL opens 16-bit grey as mode `I;16`, a 16-bit integer image, and its
+///   `I;16` to `RGB` conversion clips each value to 255 rather than scaling
+///   (so most 16-bit grey images come out nearly white). Reproducing that is
+///   the point here: it is what the official model sees.
 fn to_rgb8_like_pil(img: DynamicImage) -> Result<image::RgbImage> {
     let (width, height) = (img.width(), img.height());
     let high_byte = |v: u16| (v >> 8) as u8;
+    let saturate = |v: u16| v.min(255) as u8;
     let data = match img {
         DynamicImage::ImageRgb8(buf) => return Ok(buf),
         DynamicImage::ImageLuma8(buf) => expand_to_rgb(buf.as_raw(), 1, |v| v),
         DynamicImage::ImageLumaA8(buf) => expand_to_rgb(buf.as_raw(), 2, |v| v),
         DynamicImage::ImageRgba8(buf) => expand_to_rgb(buf.as_raw(), 4, |v| v),
-        DynamicImage::ImageLuma16(buf) => expand_to_rgb(buf.as_raw(), 1, high_byte),
+        DynamicImage::ImageLuma16(buf) => expand_to_rgb(buf.as_raw(), 1, saturate),
         DynamicImage::ImageLumaA16(buf) => expand_to_rgb(buf.as_raw(), 2, high_byte),
         DynamicImage::ImageRgb16(buf) => expand_to_rgb(buf.as_raw(), 3, high_byte),
         DynamicImage::ImageRgba16(buf) => expand_to_rgb(buf.as_raw(), 4, high_byte),
@@ -362,18 +378,18 @@ fn axis_coeffs(in_size: usize, out_size: usize) -> AxisCoeffs {
     AxisCoeffs { spans, weights }
 }
 
-/// Applies one output sample's weights to `len` input samples read through
-/// `sample(i)`, with Pillow's rounding and clamping.
+/// Pillow's accumulator start value: one half in fixed point, so that the
+/// final shift rounds to nearest (halves up).
+const ACC_INIT: i64 = 1 << (PRECISION_BITS - 1);
+
+/// Turns a fixed-point accumulator into an output byte, as Pillow's `clip8`.
+///
+/// Pillow accumulates in a C `int`. The bilinear weights are non-negative and
+/// sum to about 2^22, so for 8-bit input that cannot overflow in practice,
+/// but the rounding slack of extremely wide kernels is not provably bounded;
+/// accumulating in i64 gives identical results without the doubt.
 #[inline]
-fn convolve(weights: &[i32], sample: impl Fn(usize) -> u8) -> u8 {
-    // Pillow accumulates in a C `int`. The bilinear weights are non-negative
-    // and sum to about 2^22, so for 8-bit input that cannot overflow in
-    // practice, but the rounding slack of extremely wide kernels is not
-    // provably bounded; i64 gives identical results without the doubt.
-    let mut acc: i64 = 1 << (PRECISION_BITS - 1);
-    for (i, &k) in weights.iter().enumerate() {
-        acc += i64::from(sample(i)) * i64::from(k);
-    }
+fn clip8(acc: i64) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
@@ -381,10 +397,14 @@ fn convolve(weights: &[i32], sample: impl Fn(usize) -> u8) -> u8 {
 /// `Image.resize((out_w, out_h), Image.BILINEAR)` (no `box`, no
 /// `reducing_gap`).
 ///
-/// Pillow's algorithm is separable: a horizontal pass (only if the width
-/// changes) into an intermediate 8-bit image, then a vertical pass (only if
-/// the height changes). Rounding to 8 bits between the passes is part of what
-/// has to be reproduced.
+/// Pillow's algorithm is separable: one pass per axis whose size changes,
+/// each rounding to an intermediate 8-bit image, so the order of the passes
+/// matters (by up to one grey level). Pillow up to 12 always ran the
+/// horizontal pass first; Pillow 13 runs the vertical pass first when the
+/// height shrinks by more than twice as many pixels as the width does. The
+/// reference tensors of the official pipeline follow the Pillow 13 rule
+/// (`tall.jpg`, 96x160 -> 128x128, only matches with the vertical pass
+/// first), so that is the rule reproduced here.
 ///
 /// Degenerate inputs never panic: a zero-sized output gives an empty image,
 /// a zero-sized input gives a black image of the requested size, and a
@@ -393,13 +413,12 @@ fn convolve(weights: &[i32], sample: impl Fn(usize) -> u8) -> u8 {
 pub fn resize_bilinear_pil(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     let (in_w, in_h) = (img.width as usize, img.height as usize);
     let (ow, oh) = (out_w as usize, out_h as usize);
-    let out_len = ow.saturating_mul(oh).saturating_mul(3);
 
     if ow == 0 || oh == 0 || in_w == 0 || in_h == 0 {
         return RgbImage {
             width: out_w,
             height: out_h,
-            data: vec![0; out_len],
+            data: vec![0; ow.saturating_mul(oh).saturating_mul(3)],
         };
     }
 
@@ -414,44 +433,82 @@ pub fn resize_bilinear_pil(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
         Cow::Owned(padded)
     };
 
-    // Horizontal pass: in_w x in_h -> ow x in_h.
-    let horizontal: Cow<[u8]> = if ow == in_w {
-        src
-    } else {
-        let coeffs = axis_coeffs(in_w, ow);
-        let mut out = vec![0u8; ow * in_h * 3];
-        for (in_row, out_row) in src.chunks_exact(in_w * 3).zip(out.chunks_exact_mut(ow * 3)) {
-            for (span, out_px) in coeffs.spans.iter().zip(out_row.chunks_exact_mut(3)) {
-                let k = &coeffs.weights[span.offset..span.offset + span.len];
-                for (c, out_v) in out_px.iter_mut().enumerate() {
-                    *out_v = convolve(k, |i| in_row[(span.start + i) * 3 + c]);
-                }
-            }
-        }
-        Cow::Owned(out)
-    };
+    // Pillow 13's pass order (see above), in signed arithmetic as in C.
+    let shrink_h = i64::from(img.height) - i64::from(out_h);
+    let shrink_w = i64::from(img.width) - i64::from(out_w);
+    let vertical_first = shrink_h > 0 && shrink_h > shrink_w * 2;
 
-    // Vertical pass: ow x in_h -> ow x oh.
-    let data = if oh == in_h {
-        horizontal.into_owned()
+    let data = if vertical_first {
+        let tmp = resample_vertical(src, in_w, in_h, oh);
+        resample_horizontal(tmp, in_w, oh, ow)
     } else {
-        let coeffs = axis_coeffs(in_h, oh);
-        let stride = ow * 3;
-        let mut out = vec![0u8; stride * oh];
-        for (span, out_row) in coeffs.spans.iter().zip(out.chunks_exact_mut(stride)) {
-            let k = &coeffs.weights[span.offset..span.offset + span.len];
-            for (j, out_v) in out_row.iter_mut().enumerate() {
-                *out_v = convolve(k, |i| horizontal[(span.start + i) * stride + j]);
-            }
-        }
-        out
+        let tmp = resample_horizontal(src, in_w, in_h, ow);
+        resample_vertical(tmp, ow, in_h, oh)
     };
 
     RgbImage {
         width: out_w,
         height: out_h,
-        data,
+        data: data.into_owned(),
     }
+}
+
+/// Pillow's horizontal pass: `w x h` RGB8 in `src` to `out_w x h`. A no-op
+/// (no rounding either) when the width does not change, as in Pillow.
+fn resample_horizontal(src: Cow<[u8]>, w: usize, h: usize, out_w: usize) -> Cow<[u8]> {
+    if out_w == w {
+        return src;
+    }
+    let coeffs = axis_coeffs(w, out_w);
+    let mut out = vec![0u8; out_w * h * 3];
+    for (in_row, out_row) in src.chunks_exact(w * 3).zip(out.chunks_exact_mut(out_w * 3)) {
+        for (span, out_px) in coeffs.spans.iter().zip(out_row.chunks_exact_mut(3)) {
+            let k = &coeffs.weights[span.offset..span.offset + span.len];
+            // `axis_coeffs` keeps every span inside the input row.
+            let taps = &in_row[span.start * 3..(span.start + span.len) * 3];
+            // Integer sums are exact, so accumulating the three channels
+            // together gives Pillow's per-channel results.
+            let mut acc = [ACC_INIT; 3];
+            for (px, &k) in taps.chunks_exact(3).zip(k) {
+                for (a, &v) in acc.iter_mut().zip(px) {
+                    *a += i64::from(v) * i64::from(k);
+                }
+            }
+            for (o, a) in out_px.iter_mut().zip(acc) {
+                *o = clip8(a);
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Pillow's vertical pass: `w x h` RGB8 in `src` to `w x out_h`. A no-op
+/// when the height does not change.
+fn resample_vertical(src: Cow<[u8]>, w: usize, h: usize, out_h: usize) -> Cow<[u8]> {
+    if out_h == h {
+        return src;
+    }
+    let coeffs = axis_coeffs(h, out_h);
+    let stride = w * 3;
+    let mut out = vec![0u8; stride * out_h];
+    // One accumulator per sample of an output row, fed a whole input row
+    // per tap: contiguous memory that the compiler can vectorise. The sums
+    // are exact integers, so the order does not change the result.
+    let mut acc = vec![0i64; stride];
+    for (span, out_row) in coeffs.spans.iter().zip(out.chunks_exact_mut(stride)) {
+        let k = &coeffs.weights[span.offset..span.offset + span.len];
+        acc.fill(ACC_INIT);
+        for (i, &k) in k.iter().enumerate() {
+            let row = &src[(span.start + i) * stride..][..stride];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += i64::from(v) * i64::from(k);
+            }
+        }
+        for (o, &a) in out_row.iter_mut().zip(&acc) {
+            *o = clip8(a);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Resizes to `size x size` (aspect ratio ignored, as the official pipeline
@@ -477,6 +534,11 @@ pub fn to_model_input(img: &RgbImage, size: u32) -> Vec<f32> {
 }
 
 /// [`to_model_input`] as a `(1, 3, size, size)` f32 tensor on `device`.
+///
+/// # Errors
+///
+/// [`RsamError::Candle`] if the tensor cannot be created on `device` (for
+/// example, out of device memory).
 pub fn to_model_tensor(img: &RgbImage, size: u32, device: &Device) -> Result<Tensor> {
     let s = size as usize;
     let data = to_model_input(img, size);

@@ -9,9 +9,7 @@ use rsam::postprocess::{read_npy_f32, upsample_bilinear, write_npy_f32, BinaryMa
 use rsam::rle::{self, Rle};
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
 }
 
 fn read_json(rel: &str) -> serde_json::Value {
@@ -25,10 +23,7 @@ fn assert_err_contains<T: std::fmt::Debug>(result: rsam::Result<T>, needle: &str
         Ok(v) => panic!("expected an error containing {needle:?}, got Ok({v:?})"),
         Err(e) => {
             let msg = e.to_string();
-            assert!(
-                msg.contains(needle),
-                "error {msg:?} does not contain {needle:?}"
-            );
+            assert!(msg.contains(needle), "error {msg:?} does not contain {needle:?}");
         }
     }
 }
@@ -44,8 +39,7 @@ fn rle_matches_pycocotools_fixtures() {
     assert!(!cases.is_empty());
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let png = std::fs::read(fixture(&format!("rle/{}", case["png"].as_str().unwrap())))
-            .expect("read png");
+        let png = std::fs::read(fixture(&format!("rle/{}", case["png"].as_str().unwrap()))).expect("read png");
         let mask = BinaryMask::from_png(&png).expect("decode png");
         let size: Vec<u32> = case["size"]
             .as_array()
@@ -53,19 +47,11 @@ fn rle_matches_pycocotools_fixtures() {
             .iter()
             .map(|v| v.as_u64().unwrap() as u32)
             .collect();
-        assert_eq!(
-            [mask.height, mask.width],
-            [size[0], size[1]],
-            "{name}: size"
-        );
+        assert_eq!([mask.height, mask.width], [size[0], size[1]], "{name}: size");
 
         let rle = mask.to_rle();
         assert_eq!(rle.size, [size[0], size[1]], "{name}: rle size");
-        assert_eq!(
-            rle.counts,
-            case["counts"].as_str().unwrap(),
-            "{name}: counts"
-        );
+        assert_eq!(rle.counts, case["counts"].as_str().unwrap(), "{name}: counts");
 
         assert_eq!(mask.area(), case["area"].as_u64().unwrap(), "{name}: area");
         let bbox: Vec<f64> = case["bbox"]
@@ -168,10 +154,7 @@ fn mask_from_png_handles_other_layouts() {
     rgb.put_pixel(1, 1, image::Rgb([0, 200, 0]));
     let mut bytes = Vec::new();
     image::DynamicImage::ImageRgb8(rgb)
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .unwrap();
     let m = BinaryMask::from_png(&bytes).unwrap();
     assert_eq!((m.width, m.height), (3, 2));
@@ -182,10 +165,7 @@ fn mask_from_png_handles_other_layouts() {
     la.put_pixel(1, 0, image::LumaA([1, 0]));
     let mut bytes = Vec::new();
     image::DynamicImage::ImageLumaA16(la)
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
+        .write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
         .unwrap();
     assert_eq!(BinaryMask::from_png(&bytes).unwrap().data, vec![0, 1]);
 
@@ -260,10 +240,7 @@ fn upsample_does_not_panic_on_inconsistent_shapes() {
 }
 
 fn tensor_f32(t: &Tensor) -> (Vec<usize>, Vec<f32>) {
-    (
-        t.dims().to_vec(),
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-    )
+    (t.dims().to_vec(), t.flatten_all().unwrap().to_vec1::<f32>().unwrap())
 }
 
 #[test]
@@ -282,11 +259,7 @@ fn upsample_matches_pytorch_fixture() {
 
         let up = upsample_bilinear(&low, 32, 32, h, w);
         assert_eq!(up.len(), orig.len());
-        let max_diff = up
-            .iter()
-            .zip(&orig)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = up.iter().zip(&orig).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         let exact = up.iter().zip(&orig).filter(|(a, b)| a == b).count();
         eprintln!(
             "case{index}: {h}x{w}, max abs diff {max_diff:e}, {exact}/{} bit-exact",
@@ -304,10 +277,7 @@ fn upsample_matches_pytorch_fixture() {
         // orig_size_wh is [width, height].
         let wh = case["orig_size_wh"].as_array().unwrap();
         assert_eq!(
-            [
-                wh[0].as_u64().unwrap() as usize,
-                wh[1].as_u64().unwrap() as usize
-            ],
+            [wh[0].as_u64().unwrap() as usize, wh[1].as_u64().unwrap() as usize],
             [w, h]
         );
         let mask = BinaryMask::from_logits(&up, h as u32, w as u32);
@@ -338,10 +308,7 @@ fn npy_matches_numpy_bytes() {
     assert_eq!(NUMPY_1X1X2X2.len(), 144);
     let data = [-0.25f32, 0.25, 0.75, 1.25];
     assert_eq!(write_npy_f32(&[1, 1, 2, 2], &data), NUMPY_1X1X2X2);
-    assert_eq!(
-        read_npy_f32(NUMPY_1X1X2X2).unwrap(),
-        (vec![1, 1, 2, 2], data.to_vec())
-    );
+    assert_eq!(read_npy_f32(NUMPY_1X1X2X2).unwrap(), (vec![1, 1, 2, 2], data.to_vec()));
 
     let five = [1.0f32, 2.0, 3.0, 4.0, 5.0];
     assert_eq!(write_npy_f32(&[5], &five), NUMPY_5);
@@ -436,10 +403,7 @@ fn npy_rejects_bad_files() {
     assert_err_contains(read_npy_f32(&fortran), "fortran_order");
 
     // Truncated data and too much data.
-    assert_err_contains(
-        read_npy_f32(&NUMPY_5[..NUMPY_5.len() - 1]),
-        "truncated data",
-    );
+    assert_err_contains(read_npy_f32(&NUMPY_5[..NUMPY_5.len() - 1]), "truncated data");
     let mut long = NUMPY_5.to_vec();
     long.extend_from_slice(&four);
     assert_err_contains(read_npy_f32(&long), "mismatch");
@@ -455,10 +419,7 @@ fn npy_rejects_bad_files() {
     assert_err_contains(read_npy_f32(&garbage), "unknown name");
     let unterminated = npy_with_header("{'descr': '<f4", &four);
     assert_err_contains(read_npy_f32(&unterminated), "unterminated string");
-    let overflow = npy_with_header(
-        &dict("<f4", "False", "(4294967296, 4294967296, 4294967296)"),
-        &four,
-    );
+    let overflow = npy_with_header(&dict("<f4", "False", "(4294967296, 4294967296, 4294967296)"), &four);
     assert_err_contains(read_npy_f32(&overflow), "too large");
     let not_dict = npy_with_header("(1, 2)", &four);
     assert_err_contains(read_npy_f32(&not_dict), "expected a dict");
