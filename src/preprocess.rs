@@ -180,8 +180,14 @@ fn decode_image_inner(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     limits.reserve(decoder.total_bytes()).map_err(image_error)?;
     decoder.set_limits(limits).map_err(image_error)?;
 
-    let decoded = DynamicImage::from_decoder(decoder).map_err(image_error)?;
-    let mut rgb = DynamicImage::ImageRgb8(to_rgb8_like_pil(decoded)?);
+    let rgb = match format {
+        ImageFormat::Jpeg => match decode_jpeg_like_pil(bytes, width, height)? {
+            Some(rgb) => rgb,
+            None => to_rgb8_like_pil(DynamicImage::from_decoder(decoder).map_err(image_error)?)?,
+        },
+        _ => to_rgb8_like_pil(DynamicImage::from_decoder(decoder).map_err(image_error)?)?,
+    };
+    let mut rgb = DynamicImage::ImageRgb8(rgb);
     rgb.apply_orientation(orientation);
     let rgb = rgb.into_rgb8();
     Ok(RgbImage {
@@ -189,6 +195,37 @@ fn decode_image_inner(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
         height: rgb.height(),
         data: rgb.into_raw(),
     })
+}
+
+/// Decodes a JPEG to RGB with libjpeg-turbo's algorithms (mozjpeg is a
+/// libjpeg-turbo fork; its decoder is unchanged): the accurate integer IDCT
+/// and "fancy" chroma upsampling, PIL's defaults. The `image` crate's pure
+/// Rust decoder rounds its IDCT and upsampling differently and lands up to
+/// 3 grey levels away from what the official pipeline feeds the model.
+/// Returns `None` for CMYK / YCCK files, which libjpeg cannot turn into RGB
+/// (the `image` crate decodes those).
+fn decode_jpeg_like_pil(bytes: &[u8], width: u32, height: u32) -> Result<Option<image::RgbImage>> {
+    use mozjpeg::{ColorSpace, DctMethod, Decompress};
+    let fail = |e: std::io::Error| RsamError::Image(format!("corrupt or truncated image data: {e}"));
+    let mut decompress = Decompress::new_mem(bytes).map_err(fail)?;
+    if matches!(decompress.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
+        return Ok(None);
+    }
+    if (decompress.width(), decompress.height()) != (width as usize, height as usize) {
+        return Err(RsamError::Image(format!(
+            "corrupt JPEG: the header says {width}x{height}, the decoder {}x{}",
+            decompress.width(),
+            decompress.height()
+        )));
+    }
+    decompress.dct_method(DctMethod::IntegerSlow);
+    decompress.do_fancy_upsampling(true);
+    let mut started = decompress.rgb().map_err(fail)?;
+    let pixels = started.read_scanlines_flat().map_err(fail)?;
+    started.finish().map_err(fail)?;
+    image::RgbImage::from_raw(width, height, pixels)
+        .map(Some)
+        .ok_or_else(|| RsamError::Image("corrupt or truncated image data: too few scanlines".into()))
 }
 
 /// Rejects `width x height` if it exceeds the decompression-bomb budget.
