@@ -107,6 +107,17 @@ impl RgbImage {
 /// problem, for every malformed input (empty, unknown or unsupported format,
 /// corrupt or truncated data). No input panics.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
+    decode_image_oriented(bytes, max_pixels, true)
+}
+
+/// [`decode_image`] with the choice of applying the EXIF orientation.
+///
+/// Served images are turned upright, as a viewer shows them (what a user
+/// clicking on the image means). The official pipeline (`PIL.Image.open`)
+/// does not apply EXIF orientation, and dataset annotations are drawn on the
+/// stored pixel grid, so the evaluator decodes with `apply_orientation =
+/// false`.
+pub fn decode_image_oriented(bytes: &[u8], max_pixels: u64, apply_orientation: bool) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(RsamError::Image("empty input: no image bytes".into()));
     }
@@ -114,7 +125,9 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     // panic on untrusted input would take the whole process down, so treat
     // one as just another decoding error. Only local data crosses the
     // boundary, so no broken invariant can leak out of the closure.
-    match catch_unwind(AssertUnwindSafe(|| decode_image_inner(bytes, max_pixels))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        decode_image_inner(bytes, max_pixels, apply_orientation)
+    })) {
         Ok(result) => result,
         Err(_) => Err(RsamError::Image(
             "corrupt image data: the decoder failed unexpectedly".into(),
@@ -122,7 +135,7 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
     }
 }
 
-fn decode_image_inner(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
+fn decode_image_inner(bytes: &[u8], max_pixels: u64, apply_orientation: bool) -> Result<RgbImage> {
     let format = image::guess_format(bytes).map_err(|_| {
         RsamError::Image("not a recognised image format (expected PNG, JPEG, TIFF, BMP or WebP)".into())
     })?;
@@ -188,7 +201,9 @@ fn decode_image_inner(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
         _ => to_rgb8_like_pil(DynamicImage::from_decoder(decoder).map_err(image_error)?)?,
     };
     let mut rgb = DynamicImage::ImageRgb8(rgb);
-    rgb.apply_orientation(orientation);
+    if apply_orientation {
+        rgb.apply_orientation(orientation);
+    }
     let rgb = rgb.into_rgb8();
     Ok(RgbImage {
         width: rgb.width(),

@@ -10,8 +10,8 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 use rsam::preprocess::{
-    decode_image, resize_bilinear_pil, to_model_input, to_model_tensor, RgbImage, DEFAULT_MAX_PIXELS, IMAGE_MEAN,
-    IMAGE_STD,
+    decode_image, decode_image_oriented, resize_bilinear_pil, to_model_input, to_model_tensor, RgbImage,
+    DEFAULT_MAX_PIXELS, IMAGE_MEAN, IMAGE_STD,
 };
 use rsam::RsamError;
 
@@ -718,6 +718,11 @@ fn decode_jpeg_exif_orientation_rotates() {
     let near = |p: [u8; 3], q: [u8; 3]| p.iter().zip(q).all(|(&a, b)| a.abs_diff(b) <= 16);
     assert!(near(pixel(&img, 8, 4), [255, 0, 0]), "{:?}", pixel(&img, 8, 4));
     assert!(near(pixel(&img, 8, 27), [0, 0, 255]), "{:?}", pixel(&img, 8, 27));
+
+    // The evaluator keeps the stored grid (annotations are drawn on it).
+    let raw = decode_image_oriented(&bytes, DEFAULT_MAX_PIXELS, false).unwrap();
+    assert_eq!((raw.width, raw.height), (w, h));
+    assert!(near(pixel(&raw, 4, 8), [255, 0, 0]));
 
     // Without the EXIF segment the stored layout is returned.
     let plain = decode_image(&encode_jpeg_rgb8(&stored), DEFAULT_MAX_PIXELS).unwrap();

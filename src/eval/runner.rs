@@ -155,7 +155,8 @@ fn evaluate_image(
 fn read_image(dataset: &Dataset, name: &str, max_pixels: u64) -> Result<RgbImage, String> {
     let path = dataset.image_path(name).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    crate::preprocess::decode_image(&bytes, max_pixels).map_err(|e| format!("{}: {e}", path.display()))
+    // Annotations are drawn on the stored pixel grid, as PIL loads it.
+    crate::preprocess::decode_image_oriented(&bytes, max_pixels, false).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Scores saved masks; a missing or unusable one counts as empty.
