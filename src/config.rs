@@ -112,6 +112,9 @@ fn default_scalp() -> usize {
 fn default_max_text_positions() -> usize {
     512
 }
+fn default_text_truncation() -> Option<usize> {
+    Some(47)
+}
 
 /// Full RSAM configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +150,11 @@ pub struct RsamConfig {
     pub scalp: usize,
     #[serde(default = "default_max_text_positions")]
     pub max_text_positions: usize,
+    /// Sentences are cut to this many tokens, `[CLS]` and `[SEP]` included,
+    /// as the official training and evaluation do (`collate_fn` with
+    /// `max_tokens: 47`). `null` keeps every token up to the position limit.
+    #[serde(default = "default_text_truncation")]
+    pub text_truncation: Option<usize>,
 }
 
 /// Stride of the image embedding the mask decoder works on.

@@ -204,6 +204,7 @@ impl Rsam {
         options: &LoadOptions,
     ) -> Result<Self> {
         check_dtype_on_device(options.dtype, &options.device)?;
+        let tokenizer = tokenizer.with_truncation(config.text_truncation);
         let (model, load_report) = weights::build_checked(tensors, options.dtype, &options.device, |vb| {
             RsamModel::new(&config, vb)
         })?;

@@ -21,6 +21,9 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     /// Longest accepted token sequence, [CLS] and [SEP] included.
     max_tokens: usize,
+    /// Accepted sequences longer than this are cut to it (see
+    /// [`TextTokenizer::with_truncation`]).
+    truncate_to: Option<usize>,
     source: PathBuf,
 }
 
@@ -93,6 +96,7 @@ impl TextTokenizer {
         Ok(Self {
             inner,
             max_tokens,
+            truncate_to: None,
             source: path.to_path_buf(),
         })
     }
@@ -132,6 +136,7 @@ impl TextTokenizer {
         Ok(Self {
             inner,
             max_tokens,
+            truncate_to: None,
             source: path.to_path_buf(),
         })
     }
@@ -158,7 +163,28 @@ impl TextTokenizer {
                 self.max_tokens
             )));
         }
-        Ok(ids)
+        Ok(self.truncate(ids))
+    }
+
+    /// Cuts sequences longer than `max_len` tokens to `[CLS]`, the first
+    /// `max_len - 2` word pieces, `[SEP]`: what the official training and
+    /// evaluation do (Hugging Face `max_length` truncation in `collate_fn`),
+    /// so the model sees sentences the way it was trained on them.
+    pub fn with_truncation(mut self, max_len: Option<usize>) -> Self {
+        self.truncate_to = max_len.filter(|&n| n >= 3);
+        self
+    }
+
+    fn truncate(&self, mut ids: Vec<u32>) -> Vec<u32> {
+        match self.truncate_to {
+            Some(n) if ids.len() > n => {
+                let sep = ids[ids.len() - 1];
+                ids.truncate(n - 1);
+                ids.push(sep);
+                ids
+            }
+            _ => ids,
+        }
     }
 
     pub fn max_tokens(&self) -> usize {

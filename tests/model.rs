@@ -407,3 +407,20 @@ fn device_and_dtype_specs_are_checked() {
         .to_string()
         .contains("unknown dtype"));
 }
+
+#[test]
+fn long_sentences_are_truncated_like_the_official_collate() {
+    let model = load_tiny();
+    let long = "the large storage tank on the left ".repeat(10);
+    let ids = model.tokenizer.encode(&long).unwrap();
+    assert_eq!(ids.len(), 47, "[CLS] + 45 word pieces + [SEP]");
+    let full = rsam::tokenizer::TextTokenizer::from_dir(&tiny_dir(), 512)
+        .unwrap()
+        .encode(&long)
+        .unwrap();
+    assert_eq!(&ids[..46], &full[..46]);
+    assert_eq!(ids[46], *full.last().unwrap(), "[SEP] is kept");
+    assert!(full.len() > 47);
+    // Short sentences are untouched.
+    assert_eq!(model.tokenizer.encode("bridge").unwrap().len(), 3);
+}
