@@ -147,38 +147,35 @@ impl FeatureCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Finds cached or in-progress features; counts a hit when found.
+    /// Finds cached or in-progress features. Counts nothing: the caller
+    /// calls [`Self::count_hit`] once the request is known to be served
+    /// (after its prompts passed validation).
     pub fn lookup(&self, image_id: &str) -> Lookup {
         let key = self.key(image_id);
         let mut inner = self.lock();
         if let Some(entry) = inner.lru.get(&key) {
-            let entry = entry.clone();
-            self.metrics.cache_hits.inc();
-            return Lookup::Hit(entry);
+            return Lookup::Hit(entry.clone());
         }
         match inner.pending.get_mut(&key) {
-            Some(pending) => {
-                self.metrics.cache_hits.inc();
-                Lookup::Pending(register(pending))
-            }
+            Some(pending) => Lookup::Pending(register(pending)),
             None => Lookup::Absent,
         }
     }
 
+    /// One request served from cached (or another request's) features.
+    pub fn count_hit(&self) {
+        self.metrics.cache_hits.inc();
+    }
+
     /// Like [`Self::lookup`], but when nothing is there the caller becomes
-    /// the leader: later requests for the image wait for its encoding.
+    /// the leader: later requests for the image wait for its encoding. Hits
+    /// are counted here (the caller has validated its prompts already).
     pub fn begin(&self, image_id: &str, width: u32, height: u32) -> Begin {
-        match self.lookup(image_id) {
-            Lookup::Hit(entry) => return Begin::Hit(entry),
-            Lookup::Pending(waiter) => return Begin::Pending(waiter),
-            Lookup::Absent => {}
-        }
-        let mut inner = self.lock();
         let key = self.key(image_id);
-        // Someone may have started between the two locks.
+        let mut inner = self.lock();
         if let Some(entry) = inner.lru.get(&key) {
             let entry = entry.clone();
-            self.metrics.cache_hits.inc();
+            self.count_hit();
             return Begin::Hit(entry);
         }
         let pending = inner.pending.entry(key).or_insert_with(|| Pending {
@@ -190,7 +187,7 @@ impl FeatureCache {
         if pending.waiters.len() == 1 {
             Begin::Leader(waiter)
         } else {
-            self.metrics.cache_hits.inc();
+            self.count_hit();
             Begin::Pending(waiter)
         }
     }
@@ -260,5 +257,79 @@ fn register(pending: &mut Pending) -> Waiter {
         rx,
         width: pending.width,
         height: pending.height,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::errors::ErrorCode;
+
+    fn features() -> ImageFeatures {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny");
+        let model = crate::Rsam::load(&dir, &crate::LoadOptions::default()).unwrap();
+        let image = crate::preprocess::RgbImage {
+            width: 8,
+            height: 8,
+            data: vec![100; 8 * 8 * 3],
+        };
+        model.encode_image(&image).unwrap()
+    }
+
+    fn encoded(f: &ImageFeatures) -> Result<Encoded, ApiError> {
+        Ok(Encoded {
+            features: f.clone(),
+            took: Duration::from_millis(1),
+        })
+    }
+
+    fn leader(cache: &FeatureCache, id: &str) -> Waiter {
+        match cache.begin(id, 8, 8) {
+            Begin::Leader(w) => w,
+            other => panic!("expected to lead, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn single_flight_lru_by_bytes_and_counts() {
+        let f = features();
+        let metrics = Metrics::new();
+        let cache = FeatureCache::new(f.nbytes() * 2, "m", metrics.clone());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+
+        let lead = leader(&cache, "a");
+        let Begin::Pending(follower) = cache.begin("a", 8, 8) else {
+            panic!("the second request must wait on the first")
+        };
+        cache.complete("a", encoded(&f));
+        assert!(rt.block_on(lead.wait()).is_ok() && rt.block_on(follower.wait()).is_ok());
+        assert_eq!((metrics.cache_misses.get(), metrics.cache_hits.get()), (1, 1));
+
+        for id in ["b", "c"] {
+            let _ = leader(&cache, id);
+            cache.complete(id, encoded(&f));
+        }
+        // Room for two: "a" (least recently used) is gone.
+        assert!(matches!(cache.lookup("a"), Lookup::Absent));
+        assert!(matches!(cache.lookup("c"), Lookup::Hit(_)));
+        let stats = cache.stats();
+        assert_eq!((stats.entries, stats.bytes, stats.evictions), (2, 2 * f.nbytes(), 1));
+        assert_eq!(metrics.cache_bytes.get() as usize, 2 * f.nbytes());
+    }
+
+    #[test]
+    fn a_failed_encoding_reaches_every_waiter_and_is_not_cached() {
+        let cache = FeatureCache::new(1 << 30, "m", Metrics::new());
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let lead = leader(&cache, "x");
+        let Lookup::Pending(follower) = cache.lookup("x") else {
+            panic!("pending")
+        };
+        cache.complete("x", Err(ApiError::new(ErrorCode::Overloaded, "full")));
+        assert_eq!(rt.block_on(lead.wait()).unwrap_err().code, ErrorCode::Overloaded);
+        assert_eq!(rt.block_on(follower.wait()).unwrap_err().code, ErrorCode::Overloaded);
+        assert!(matches!(cache.lookup("x"), Lookup::Absent));
+        // The next request leads a fresh attempt.
+        let _ = leader(&cache, "x");
     }
 }

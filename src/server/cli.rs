@@ -104,6 +104,45 @@ pub fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn every_flag_has_an_rsam_environment_variable() {
+        let cmd = Cli::command();
+        for arg in cmd.get_arguments().filter(|a| a.get_long().is_some()) {
+            let env = arg.get_env().and_then(|e| e.to_str()).unwrap_or_default();
+            let want = format!("RSAM_{}", arg.get_long().unwrap().to_uppercase().replace('-', "_"));
+            assert_eq!(env, want, "--{}", arg.get_long().unwrap());
+        }
+    }
+
+    #[test]
+    fn defaults_and_conversion() {
+        let cli = Cli::try_parse_from(["rsam", "--model", "m", "--cache-mib", "3", "--api-key", ""]).unwrap();
+        let c = cli.serve.to_config();
+        assert_eq!(c.addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.cache_bytes, 3 << 20);
+        assert_eq!(c.body_limit, 32 << 20);
+        assert_eq!((c.max_points, c.max_queries), (64, 64));
+        assert_eq!(c.api_key, None, "an empty key means no key");
+        assert!(Cli::try_parse_from(["rsam", "--model", "m", "--log-format", "xml"]).is_err());
+    }
 }

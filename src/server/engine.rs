@@ -473,3 +473,113 @@ fn panicked(what: &str, panic: Box<dyn std::any::Any + Send>) -> ApiError {
     tracing::error!(%detail, "{what} panicked");
     ApiError::internal(format!("{what} failed inside the model: {detail}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Arc<Rsam> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny");
+        Arc::new(Rsam::load(&dir, &crate::LoadOptions::default()).unwrap())
+    }
+
+    fn engine(model: &Arc<Rsam>, wait_ms: u64) -> Engine {
+        let config = EngineConfig {
+            max_queue: 8,
+            max_batch_size: 16,
+            max_batch_wait: Duration::from_millis(wait_ms),
+            workers: 1,
+        };
+        Engine::start(model.clone(), config, Metrics::new()).unwrap()
+    }
+
+    fn cached(model: &Rsam, id: &str) -> Arc<CachedImage> {
+        let image = RgbImage {
+            width: 40,
+            height: 30,
+            data: (0..40 * 30 * 3).map(|i| (i % 256) as u8).collect(),
+        };
+        let features = model.encode_image(&image).unwrap();
+        Arc::new(CachedImage {
+            image_id: id.into(),
+            nbytes: features.nbytes(),
+            features,
+            encode_time: Duration::ZERO,
+        })
+    }
+
+    fn submit(
+        engine: &Engine,
+        image: &Arc<CachedImage>,
+        prompt: Prompt,
+    ) -> oneshot::Receiver<Result<DecodeOutput, ApiError>> {
+        let (reply, rx) = oneshot::channel();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let job = DecodeJob {
+            image: image.clone(),
+            prompts: vec![prompt],
+            deadline,
+            reply,
+        };
+        engine.submit(Job::Decode(job)).unwrap();
+        rx
+    }
+
+    fn click(x: f32) -> Prompt {
+        Prompt {
+            points: vec![crate::Point { x, y: 5.0, label: 1 }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failing_job_fails_alone_and_the_worker_survives() {
+        let model = tiny();
+        let engine = engine(&model, 300);
+        let image = cached(&model, "a");
+        // Queued together, batched together; the bad one (a click outside
+        // the image, which the HTTP layer would have refused) fails the
+        // batch, and the retry one by one fails only itself.
+        let good = submit(&engine, &image, click(5.0));
+        let bad = submit(&engine, &image, click(500.0));
+        let good = good.blocking_recv().unwrap().unwrap();
+        assert_eq!(good.predictions.len(), 1);
+        let bad = bad.blocking_recv().unwrap().unwrap_err();
+        assert_eq!(bad.code, ErrorCode::InvalidPrompt);
+        // Features that do not fit the model: an error, not a dead worker.
+        let mut broken = cached(&model, "b").as_ref().features.clone();
+        broken.embeddings.image_embed =
+            candle_core::Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+        let broken = Arc::new(CachedImage {
+            image_id: "b".into(),
+            nbytes: 0,
+            features: broken,
+            encode_time: Duration::ZERO,
+        });
+        let err = submit(&engine, &broken, click(5.0))
+            .blocking_recv()
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::InternalError);
+        let again = submit(&engine, &image, click(6.0)).blocking_recv().unwrap();
+        assert!(again.is_ok(), "the worker still serves");
+        engine.shutdown();
+    }
+
+    #[test]
+    fn full_queue_and_shutdown_refuse_with_503_codes() {
+        let model = tiny();
+        let engine = engine(&model, 0);
+        let image = cached(&model, "a");
+        engine.shutdown();
+        let (reply, rx) = oneshot::channel();
+        let job = DecodeJob {
+            image,
+            prompts: vec![click(5.0)],
+            deadline: Instant::now(),
+            reply,
+        };
+        assert_eq!(engine.submit(Job::Decode(job)).unwrap_err().code, ErrorCode::NotReady);
+        assert_eq!(rx.blocking_recv().unwrap().unwrap_err().code, ErrorCode::NotReady);
+    }
+}

@@ -233,6 +233,7 @@ impl Service {
             }
             Lookup::Absent => return Err(ApiError::internal("image lookup lost its entry")),
         };
+        self.cache.count_hit();
         Ok(Resolved { image, cached: true })
     }
 
