@@ -321,8 +321,21 @@ async fn resized_images_match_the_library() {
     // library's own pipeline on the same bytes.
     let s = start().await;
     let model = load_tiny();
-    for (name, text) in [("wide.png", "the airplane"), ("tall.jpg", "the ship in the harbor")] {
-        let bytes = image_bytes(name);
+    // A noisy PNG makes a body of about a megabyte (parsed off the runtime).
+    let noisy = image::RgbImage::from_fn(480, 360, |x, y| {
+        let v = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)).wrapping_mul(2_246_822_519);
+        image::Rgb([(v >> 8) as u8, (v >> 16) as u8, (v >> 24) as u8])
+    });
+    let mut big = std::io::Cursor::new(Vec::new());
+    noisy.write_to(&mut big, image::ImageFormat::Png).unwrap();
+    let big = big.into_inner();
+    assert!(big.len() > 300_000);
+    let images = [
+        ("wide.png", image_bytes("wide.png"), "the airplane"),
+        ("tall.jpg", image_bytes("tall.jpg"), "the ship in the harbor"),
+        ("noisy.png", big, "the noise"),
+    ];
+    for (name, bytes, text) in images {
         let body = json!({"image": b64(&bytes), "text": text, "box": [10, 20, 60, 90], "outputs": ["logits"]});
         let r = s.post("/v1/segment", body).await.ok();
         let feats = model.encode_bytes(&bytes).unwrap();
@@ -626,7 +639,7 @@ async fn every_error_has_its_status_and_code() {
         (seg(json!({"box": [0, 0, 10]})), 422, "invalid_prompt"),
         (seg(json!({"text": ""})), 422, "invalid_text"),
         (seg(json!({"text": "   "})), 422, "invalid_text"),
-        (seg(json!({"text": "ship ".repeat(600)})), 422, "invalid_text"),
+        (seg(json!({"text": "ship ".repeat(1000)})), 422, "invalid_text"),
         (
             seg(json!({"points": vec![json!([5, 5, 1]); 65]})),
             422,

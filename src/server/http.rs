@@ -14,6 +14,7 @@ use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -123,7 +124,8 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(from_fn_with_state(state.clone(), track))
-        .layer(from_fn_with_state(state.clone(), deadline));
+        .layer(from_fn_with_state(state.clone(), deadline))
+        .layer(CatchPanicLayer::custom(panic_response));
     private
         .merge(public)
         .fallback(not_found)
@@ -144,6 +146,18 @@ fn request_span(req: &Request) -> tracing::Span {
 // ---------------------------------------------------------------------------
 // Middleware
 // ---------------------------------------------------------------------------
+
+/// A panic in a handler fails that request with a JSON 500; the server and
+/// its other connections carry on.
+fn panic_response(panic: Box<dyn std::any::Any + Send>) -> Response {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(%detail, "a request handler panicked");
+    ApiError::internal("the request failed unexpectedly; the server keeps serving").into_response()
+}
 
 /// Decrements the in-flight gauge even when the request future is dropped.
 struct InFlight(prometheus::IntGauge);
@@ -276,6 +290,21 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     })
 }
 
+/// Bodies up to this size are parsed on the async thread; larger ones (a
+/// base64 image of megabytes) on the blocking pool.
+const INLINE_PARSE_BYTES: usize = 256 << 10;
+
+async fn parse_off<T: Send + 'static>(
+    service: &Service,
+    body: Bytes,
+    parse: impl FnOnce(&[u8]) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if body.len() <= INLINE_PARSE_BYTES {
+        return parse(&body);
+    }
+    service.blocking(move || parse(&body)).await?
+}
+
 /// Whether the client asked for the mask as a PNG (`Accept: image/png`
 /// before any `application/json`).
 fn wants_png(headers: &HeaderMap) -> bool {
@@ -329,7 +358,7 @@ async fn segment(
     let kind = body_kind(&headers)?;
     let body = read_body(&state, &headers, body).await?;
     let raw = match kind {
-        BodyKind::Json => RawSegment::from_json(parse_json::<SegmentJson>(&body)?)?,
+        BodyKind::Json => parse_off(&service, body, |b| RawSegment::from_json(parse_json::<SegmentJson>(b)?)).await?,
         BodyKind::Multipart(boundary) => multipart::parse_segment(body, boundary).await?,
         BodyKind::Raw => return Err(unsupported_content_type("image/*")),
     };
@@ -379,8 +408,8 @@ async fn images(
     let body = read_body(&state, &headers, body).await?;
     let bytes = match kind {
         BodyKind::Json => {
-            let json: ImageJson = parse_json(&body)?;
-            Bytes::from(super::api::decode_base64("image", &json.image)?)
+            let decode = |b: &[u8]| super::api::decode_base64("image", &parse_json::<ImageJson>(b)?.image);
+            Bytes::from(parse_off(&service, body, decode).await?)
         }
         BodyKind::Multipart(boundary) => multipart::parse_image(body, boundary).await?,
         BodyKind::Raw => body,

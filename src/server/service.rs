@@ -53,6 +53,18 @@ struct Resolved {
     cached: bool,
 }
 
+/// An id for an error message, cut short: ids come from clients.
+fn quoted(id: &str) -> String {
+    match id.char_indices().nth(80) {
+        Some((end, _)) => format!("{:?}...", &id[..end]),
+        None => format!("{id:?}"),
+    }
+}
+
+/// Texts up to this many bytes are checked on the async thread (fast);
+/// longer ones on the blocking pool, so a huge text cannot stall the runtime.
+const INLINE_TEXT_BYTES: usize = 4096;
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -123,7 +135,7 @@ impl Service {
     }
 
     /// Runs CPU-heavy work on the blocking pool, at most one job per core.
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    pub async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
         let _permit = self
             .cpu
             .clone()
@@ -155,8 +167,8 @@ impl Service {
             ApiError::new(
                 ErrorCode::ResultNotFound,
                 format!(
-                    "result_id {:?} is unknown or expired (results are kept {} s, at most {})",
-                    req.result_id,
+                    "result_id {} is unknown or expired (results are kept {} s, at most {})",
+                    quoted(&req.result_id),
                     self.config.result_ttl.as_secs(),
                     self.config.result_capacity
                 ),
@@ -212,8 +224,9 @@ impl Service {
             Lookup::Absent => Err(ApiError::new(
                 ErrorCode::ImageNotCached,
                 format!(
-                    "image {id:?} is not in the feature cache (never sent, or evicted): send the image again \
-                     (POST /v1/images re-warms it under the same image_id)"
+                    "image {} is not in the feature cache (never sent, or evicted): send the image again \
+                     (POST /v1/images re-warms it under the same image_id)",
+                    quoted(id)
                 ),
             )),
             found => self.use_found(found, prompts, t).await,
@@ -224,11 +237,11 @@ impl Service {
     async fn use_found(&self, found: Lookup, prompts: &[Prompt], t: &mut Timings) -> Result<Resolved, ApiError> {
         let image = match found {
             Lookup::Hit(image) => {
-                self.validate(prompts, image.width(), image.height(), t)?;
+                self.validate(prompts, image.width(), image.height(), t).await?;
                 image
             }
             Lookup::Pending(waiter) => {
-                self.validate(prompts, waiter.width, waiter.height, t)?;
+                self.validate(prompts, waiter.width, waiter.height, t).await?;
                 waiter.wait().await?
             }
             Lookup::Absent => return Err(ApiError::internal("image lookup lost its entry")),
@@ -256,7 +269,7 @@ impl Service {
         self.metrics.observe_stage(Stage::ImageDecode, start.elapsed());
         t.image_decode = ms(start.elapsed());
         let (image, width, height) = decoded??;
-        self.validate(prompts, width, height, t)?;
+        self.validate(prompts, width, height, t).await?;
         let waiter = match self.cache.begin(&id, width, height) {
             Begin::Hit(image) => return Ok(Resolved { image, cached: true }),
             Begin::Pending(waiter) => {
@@ -284,30 +297,20 @@ impl Service {
     }
 
     /// Checks every prompt against the image size; the `text` stage.
-    fn validate(&self, prompts: &[Prompt], width: u32, height: u32, t: &mut Timings) -> Result<(), ApiError> {
+    async fn validate(&self, prompts: &[Prompt], width: u32, height: u32, t: &mut Timings) -> Result<(), ApiError> {
         let start = Instant::now();
-        let result = prompts.iter().enumerate().try_for_each(|(i, p)| {
-            self.validate_one(p, width, height).map_err(|e| match prompts.len() {
-                1 => e,
-                _ => ApiError::new(e.code, format!("queries[{i}]: {}", e.message)),
-            })
-        });
+        let text_bytes: usize = prompts.iter().filter_map(|p| p.text.as_ref()).map(String::len).sum();
+        let result = if text_bytes > INLINE_TEXT_BYTES {
+            let (model, prompts) = (self.model.clone(), prompts.to_vec());
+            self.blocking(move || validate_all(&model, &prompts, width, height))
+                .await
+                .and_then(|r| r)
+        } else {
+            validate_all(&self.model, prompts, width, height)
+        };
         self.metrics.observe_stage(Stage::Text, start.elapsed());
         t.text += ms(start.elapsed());
         result
-    }
-
-    fn validate_one(&self, prompt: &Prompt, width: u32, height: u32) -> Result<(), ApiError> {
-        if let Some(text) = &prompt.text {
-            self.model.tokenizer.encode(text).map_err(|e| match e {
-                crate::RsamError::Prompt(m) => ApiError::new(ErrorCode::InvalidText, format!("text: {m}")),
-                other => ApiError::internal(other.to_string()),
-            })?;
-        }
-        self.model
-            .validate_prompt(prompt, width, height)
-            .map(|_| ())
-            .map_err(ApiError::from_prompt_error)
     }
 
     /// Decodes on the engine, post-processes, stores the results for refine.
@@ -392,6 +395,30 @@ impl Service {
             "version": env!("CARGO_PKG_VERSION"),
         })
     }
+}
+
+/// Checks prompts against an image of `width` x `height`: the text first
+/// (its own code), then everything else the model checks.
+fn validate_all(model: &Rsam, prompts: &[Prompt], width: u32, height: u32) -> Result<(), ApiError> {
+    prompts.iter().enumerate().try_for_each(|(i, p)| {
+        validate_one(model, p, width, height).map_err(|e| match prompts.len() {
+            1 => e,
+            _ => ApiError::new(e.code, format!("queries[{i}]: {}", e.message)),
+        })
+    })
+}
+
+fn validate_one(model: &Rsam, prompt: &Prompt, width: u32, height: u32) -> Result<(), ApiError> {
+    if let Some(text) = &prompt.text {
+        model.tokenizer.encode(text).map_err(|e| match e {
+            crate::RsamError::Prompt(m) => ApiError::new(ErrorCode::InvalidText, format!("text: {m}")),
+            other => ApiError::internal(other.to_string()),
+        })?;
+    }
+    model
+        .validate_prompt(prompt, width, height)
+        .map(|_| ())
+        .map_err(ApiError::from_prompt_error)
 }
 
 /// What post-processing needs, owned so it can run on the blocking pool.
