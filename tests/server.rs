@@ -1023,3 +1023,29 @@ async fn a_bad_model_directory_fails_startup() {
     assert!(err.to_string().contains("cannot load the model"), "{err}");
     within(10, handle.join()).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_model_is_ready_model_routes_answer_503() {
+    use rsam::server::http::{router, AppState};
+    use rsam::server::metrics::Metrics;
+    // The router without a loaded model: what clients see while it loads.
+    let state = AppState::new(ServerConfig::new(tiny_dir()), Metrics::new());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let s = Server {
+        handle: None,
+        url,
+        client: client(),
+    };
+    assert_eq!(s.get("/healthz").await.status, 200);
+    for r in [
+        s.get("/readyz").await,
+        s.get("/v1/model").await,
+        s.post("/v1/segment", json!({"image": square(), "text": "a"})).await,
+    ] {
+        assert_eq!((r.status, r.code().as_str()), (503, "not_ready"));
+        assert_eq!(r.headers["retry-after"], "1");
+    }
+    server.abort();
+}

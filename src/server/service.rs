@@ -270,30 +270,33 @@ impl Service {
         t.image_decode = ms(start.elapsed());
         let (image, width, height) = decoded??;
         self.validate(prompts, width, height, t).await?;
-        let waiter = match self.cache.begin(&id, width, height) {
-            Begin::Hit(image) => return Ok(Resolved { image, cached: true }),
-            Begin::Pending(waiter) => {
-                return Ok(Resolved {
-                    image: waiter.wait().await?,
-                    cached: true,
-                })
+        match self.cache.begin(&id, width, height) {
+            Begin::Hit(image) => Ok(Resolved { image, cached: true }),
+            Begin::Pending(waiter) => Ok(Resolved {
+                image: waiter.wait().await?,
+                cached: true,
+            }),
+            Begin::Leader(waiter) => {
+                let encode = EncodeJob {
+                    image,
+                    width,
+                    height,
+                    deadline,
+                    done: self.completes_cache(id),
+                };
+                // A refused job answers the waiter with the refusal.
+                let _ = self.engine.submit(Job::Encode(encode));
+                let image = waiter.wait().await?;
+                t.encode = ms(image.encode_time);
+                Ok(Resolved { image, cached: false })
             }
-            Begin::Leader(waiter) => waiter,
-        };
+        }
+    }
+
+    /// Hands an encoding's outcome to the cache (and so to every waiter).
+    fn completes_cache(&self, image_id: String) -> EncodeDone {
         let cache = self.cache.clone();
-        let image_id = id.clone();
-        let job = EncodeJob {
-            image,
-            width,
-            height,
-            deadline,
-            done: EncodeDone::new(move |outcome| cache.complete(&image_id, outcome)),
-        };
-        // A refused job answers the waiter with the refusal.
-        let _ = self.engine.submit(Job::Encode(job));
-        let image = waiter.wait().await?;
-        t.encode = ms(image.encode_time);
-        Ok(Resolved { image, cached: false })
+        EncodeDone::new(move |outcome| cache.complete(&image_id, outcome))
     }
 
     /// Checks every prompt against the image size; the `text` stage.
