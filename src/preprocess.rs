@@ -236,7 +236,7 @@ fn decode_jpeg_like_pil(bytes: &[u8], width: u32, height: u32) -> Result<Option<
     decompress.dct_method(DctMethod::IntegerSlow);
     decompress.do_fancy_upsampling(true);
     let mut started = decompress.rgb().map_err(fail)?;
-    let pixels = started.read_scanlines_flat().map_err(fail)?;
+    let pixels: Vec<u8> = started.read_scanlines::<u8>().map_err(fail)?;
     started.finish().map_err(fail)?;
     image::RgbImage::from_raw(width, height, pixels)
         .map(Some)
