@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::{VarBuilder, VarMap};
+use candle_nn::VarBuilder;
 use serde::Serialize;
 
 use crate::config::RsamConfig;
@@ -16,43 +16,116 @@ use crate::preprocess::RgbImage;
 use crate::tokenizer::TextTokenizer;
 use crate::Result;
 
-/// Names and shapes of every tensor the architecture of `config` loads.
+/// Names and shapes of every tensor the architecture of `config` loads,
+/// learned by building the model over a backend that hands out zero-stride
+/// (unallocated) tensors.
 pub fn parameter_shapes(config: &RsamConfig) -> Result<Vec<(String, Vec<usize>)>> {
-    let varmap = VarMap::new();
-    // Built with f32 zeros-or-init on the CPU only to learn the shapes.
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
+    let recorder = std::sync::Arc::new(ShapeRecorder::default());
+    let vb = VarBuilder::from_backend(Box::new(SharedRecorder(recorder.clone())), DType::F32, Device::Cpu);
     RsamModel::new(config, vb)?;
-    let data = varmap.data().lock().expect("varmap lock");
-    let mut shapes: Vec<(String, Vec<usize>)> = data
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().dims().to_vec()))
-        .collect();
+    let mut shapes = recorder.shapes.lock().expect("shape recorder lock").clone();
     shapes.sort();
+    shapes.dedup();
     Ok(shapes)
 }
 
-/// Deterministic random weights (normal, std 0.02; LayerNorm weights near 1)
-/// for every tensor of `config`.
+#[derive(Default)]
+struct ShapeRecorder {
+    shapes: std::sync::Mutex<Vec<(String, Vec<usize>)>>,
+}
+
+/// The VarBuilder owns its backend; this handle lets us read the record after.
+#[derive(Clone)]
+struct SharedRecorder(std::sync::Arc<ShapeRecorder>);
+
+impl candle_nn::var_builder::SimpleBackend for SharedRecorder {
+    fn get(
+        &self,
+        shape: candle_core::Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        self.0
+            .shapes
+            .lock()
+            .expect("shape recorder lock")
+            .push((name.to_string(), shape.dims().to_vec()));
+        Tensor::zeros((), dtype, dev)?.broadcast_as(shape)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("shape recorder: {name} requested without a shape")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
+
+/// Deterministic random values for one tensor: normal with std 0.02;
+/// 1-D `weight`s (norm scales) near 1.
+fn random_values(name: &str, shape: &[usize], rng: &mut SplitMix64) -> Vec<f32> {
+    let n: usize = shape.iter().product();
+    let is_norm_weight = name.ends_with("weight") && shape.len() == 1;
+    (0..n)
+        .map(|_| {
+            let v = rng.normal() * 0.02;
+            if is_norm_weight {
+                1.0 + v
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// Deterministic random weights for every tensor of `config`, in memory.
 pub fn random_weights(config: &RsamConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
     let mut rng = SplitMix64(seed);
     parameter_shapes(config)?
         .into_iter()
         .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let is_norm_weight = name.ends_with("weight") && shape.len() == 1;
-            let values: Vec<f32> = (0..n)
-                .map(|_| {
-                    let v = rng.normal() * 0.02;
-                    if is_norm_weight {
-                        1.0 + v
-                    } else {
-                        v
-                    }
-                })
-                .collect();
+            let values = random_values(&name, &shape, &mut rng);
             Ok((name, Tensor::from_vec(values, shape, &Device::Cpu)?))
         })
         .collect()
+}
+
+/// Writes the same weights as [`random_weights`] straight to a safetensors
+/// file, one tensor at a time, so that measuring a model's memory is not
+/// skewed by a second copy the allocator keeps after it is freed.
+pub fn write_random_safetensors(config: &RsamConfig, seed: u64, path: &Path) -> Result<()> {
+    use std::io::Write;
+    let io = |source| crate::RsamError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let shapes = parameter_shapes(config)?;
+    // The header: name -> dtype, shape, byte range; padded to 8 bytes.
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape) in &shapes {
+        let bytes = shape.iter().product::<usize>() * 4;
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let mut header = serde_json::Value::Object(header).to_string().into_bytes();
+    header.resize(header.len().div_ceil(8) * 8, b' ');
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    out.write_all(&(header.len() as u64).to_le_bytes()).map_err(io)?;
+    out.write_all(&header).map_err(io)?;
+    let mut rng = SplitMix64(seed);
+    for (name, shape) in &shapes {
+        for v in random_values(name, shape, &mut rng) {
+            out.write_all(&v.to_le_bytes()).map_err(io)?;
+        }
+    }
+    out.flush().map_err(io)
 }
 
 /// A small deterministic PRNG (no extra dependency for benchmarks).
@@ -184,10 +257,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
     // Write the random model to a directory and load it like a user would,
     // so that the memory figure includes the real loading path.
     let dir = tempdir_in_target()?;
-    let tensors = random_weights(cfg, 0)?;
-    let weights_path = dir.join("model.safetensors");
-    candle_core::safetensors::save(&tensors, &weights_path)?;
-    drop(tensors);
+    write_random_safetensors(cfg, 0, &dir.join("model.safetensors"))?;
     let config_path = dir.join("config.json");
     std::fs::write(
         &config_path,
@@ -287,4 +357,37 @@ fn tempdir_in_target() -> Result<std::path::PathBuf> {
         source,
     })?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streamed_random_weights_equal_in_memory_ones() {
+        let config =
+            RsamConfig::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny/config.json"))
+                .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        write_random_safetensors(&config, 3, &path).unwrap();
+        let streamed = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        let in_memory = random_weights(&config, 3).unwrap();
+        assert_eq!(streamed.len(), in_memory.len());
+        for (name, t) in &in_memory {
+            let s = &streamed[name];
+            assert_eq!(s.dims(), t.dims(), "{name}");
+            let d = (s - t)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap_or(0.0);
+            assert_eq!(d, 0.0, "{name}");
+        }
+    }
 }

@@ -95,9 +95,7 @@ pub fn read_tensors(path: &Path, format: WeightsFormat) -> Result<HashMap<String
     // The third-party parsers are not hardened against hostile files: turn a
     // panic inside them into an error naming the file.
     let result = std::panic::catch_unwind(|| match format {
-        WeightsFormat::Safetensors => {
-            candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| format!("not a valid safetensors file: {e}"))
-        }
+        WeightsFormat::Safetensors => read_safetensors(path).map_err(|e| format!("not a valid safetensors file: {e}")),
         WeightsFormat::TorchPickle => read_torch_checkpoint(path),
     });
     let tensors = match result {
@@ -109,6 +107,25 @@ pub fn read_tensors(path: &Path, format: WeightsFormat) -> Result<HashMap<String
         return Err(file_error("the file holds no tensors".into()));
     }
     Ok(tensors)
+}
+
+/// Reads a safetensors file through a memory map, one tensor at a time.
+/// `candle_core::safetensors::load` first reads the whole file into an
+/// anonymous buffer, doubling peak memory, and an allocator that keeps freed
+/// pages (mimalloc) then holds that second copy for the life of the process.
+fn read_safetensors(path: &Path) -> candle_core::Result<HashMap<String, Tensor>> {
+    // SAFETY: the map is only read while this function runs and every
+    // tensor is copied out before it is unmapped. A file truncated by
+    // another process during these few seconds is the one hazard of mapping.
+    let mapped = unsafe { candle_core::safetensors::MmapedSafetensors::new(path)? };
+    mapped
+        .tensors()
+        .into_iter()
+        .map(|(name, _)| {
+            let tensor = mapped.load(&name, &Device::Cpu)?;
+            Ok((name, tensor))
+        })
+        .collect()
 }
 
 fn read_torch_checkpoint(path: &Path) -> std::result::Result<HashMap<String, Tensor>, String> {
