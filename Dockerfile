@@ -9,7 +9,7 @@
 #
 # Run (the model directory is mounted read-only at /models/rsam):
 #
-#   docker run --rm -p 8080:8080 -v "$PWD/tests/fixtures/rsam-tiny:/models/rsam:ro" rsam:cpu
+#   docker run --rm -p 8080:8080 -v "$PWD/weights/rsam-demo:/models/rsam:ro" rsam:cpu
 #   docker run --rm --gpus all -p 8080:8080 -v "$PWD/weights/rsam-b+-800:/models/rsam:ro" rsam:cuda
 #
 # Every `rsam serve` flag is also an RSAM_* environment variable (README.md).

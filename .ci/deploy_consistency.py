@@ -300,8 +300,8 @@ def check_readme() -> None:
     for e in envs:
         check(e in readme, f"README documents {e}")
     head = readme[:2500]
-    check("cargo run --release -- serve --model tests/fixtures/rsam-tiny" in head,
-          "README starts with the command that serves the tiny model")
+    check(re.search(r"^cargo run --release -- serve$", head, re.M) is not None,
+          "README starts with the command that serves the bundled demo model (no --model)")
     run = (ROOT / ".ci/run").read_text()
     check(re.search(r"^cargo test$", run, re.M) is not None and "\ncargo test\n" in head,
           "the README's test command is the one .ci/run runs (cargo test)")

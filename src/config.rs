@@ -307,6 +307,33 @@ impl RsamConfig {
         serde_json::from_value(json).expect("preset config is valid")
     }
 
+    /// The small configuration `weights/rsam-demo` is trained with: 192 px
+    /// input, a narrow Hiera (16 channels, 5 blocks), d = 64, a 2-layer
+    /// BERT of width 64 over `vocab_size` tokens (a vocabulary made for the
+    /// data, trained from scratch), sentences of up to 64 positions. About
+    /// 0.9 M parameters: small enough to train on two CPU cores in an hour.
+    pub fn demo(vocab_size: usize) -> Self {
+        let json = serde_json::json!({
+            "name": "rsam-demo",
+            "image_size": 192,
+            "d_model": 64,
+            "num_twgt": 2,
+            "hiera": {"embed_dim": 16, "num_heads": 1, "stages": [1, 1, 2, 1],
+                      "window_spec": [8, 4, 6, 3], "global_att_blocks": [3],
+                      "window_pos_embed_bkg_spatial_size": [4, 4]},
+            "bert": {"vocab_size": vocab_size, "hidden_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "intermediate_size": 128, "hidden_act": "gelu",
+                     "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+                     "max_position_embeddings": 64, "type_vocab_size": 2,
+                     "initializer_range": 0.02},
+            "transformer_num_heads": 4,
+            "transformer_mlp_dim": 256,
+            "iou_head_hidden_dim": 64,
+            "max_text_positions": 64
+        });
+        serde_json::from_value(json).expect("preset config is valid")
+    }
+
     /// A preset by name: `base-plus-800` or `base-plus-1024`.
     pub fn preset(name: &str) -> Option<Self> {
         match name {

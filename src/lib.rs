@@ -19,7 +19,9 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod rle;
 pub mod server;
+pub mod synth;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 
 pub use config::RsamConfig;

@@ -36,6 +36,10 @@ enum Command {
     Serve(rsam::server::ServeArgs),
     /// Score a model (or saved predictions) on a RISORS-format dataset.
     Eval(rsam::eval::EvalArgs),
+    /// Train RSAM (from scratch or from a model directory) on a RISORS-format dataset.
+    Train(rsam::train::TrainArgs),
+    /// Generate a synthetic RISORS-format referring dataset.
+    Synth(rsam::synth::SynthArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,9 +88,9 @@ impl DeviceArgs {
 
 #[derive(clap::Args, Debug)]
 struct SegmentArgs {
-    /// Model directory (config.json, weights, tokenizer).
+    /// Model directory (config.json, weights, tokenizer); default: the bundled weights/rsam-demo.
     #[arg(long, env = "RSAM_MODEL")]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Image file (PNG, JPEG, TIFF, BMP, WebP).
     #[arg(long)]
     image: PathBuf,
@@ -117,9 +121,9 @@ struct SegmentArgs {
 
 #[derive(clap::Args, Debug)]
 struct InspectArgs {
-    /// Model directory.
+    /// Model directory; default: the bundled weights/rsam-demo.
     #[arg(long, env = "RSAM_MODEL")]
-    model: PathBuf,
+    model: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -205,6 +209,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(args),
         Command::Serve(args) => rsam::server::run(args),
         Command::Eval(args) => rsam::eval::run(args),
+        Command::Train(args) => train(args),
+        Command::Synth(args) => {
+            rsam::synth::run(&args).and_then(|summary| print_line(&serde_json::to_string(&summary)?))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -245,7 +253,8 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     let options = args.device.load_options()?;
-    let model = Rsam::load(&args.model, &options)?;
+    let model_dir = args.model.clone().unwrap_or_else(rsam::model::default_model_dir);
+    let model = Rsam::load(&model_dir, &options)?;
     let bytes = read_file(&args.image)?;
     let image = rsam::preprocess::decode_image(&bytes, options.max_pixels)
         .with_context(|| format!("{}", args.image.display()))?;
@@ -298,10 +307,11 @@ fn segment(args: SegmentArgs) -> anyhow::Result<()> {
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let model = Rsam::load(&args.model, &LoadOptions::default())?;
+    let model_dir = args.model.clone().unwrap_or_else(rsam::model::default_model_dir);
+    let model = Rsam::load(&model_dir, &LoadOptions::default())?;
     let report = &model.load_report;
     let summary = serde_json::json!({
-        "model": args.model,
+        "model": model_dir,
         "weights": model.weights_path,
         "config": model.config,
         "parameters": report.num_parameters,
@@ -352,4 +362,11 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     print_line(&serde_json::to_string_pretty(&report)?)
+}
+
+/// `rsam train`: trains, then prints the summary as one JSON line.
+fn train(args: rsam::train::TrainArgs) -> anyhow::Result<()> {
+    let summary = rsam::train::run(&args)?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
 }

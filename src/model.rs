@@ -147,6 +147,29 @@ pub fn check_dtype_on_device(dtype: DType, device: &Device) -> Result<()> {
 }
 
 /// Options for loading a model directory.
+/// Where the bundled demo model lives, relative to the repository root.
+pub const DEMO_MODEL_DIR: &str = "weights/rsam-demo";
+/// Where the Docker images install the demo model.
+pub const INSTALLED_DEMO_MODEL_DIR: &str = "/usr/local/share/rsam/rsam-demo";
+
+/// The model used when no `--model` is given: the bundled `rsam-demo`,
+/// looked for in `./weights/rsam-demo`, then in this source tree's
+/// `weights/` (for `cargo run` from elsewhere), then where the Docker image
+/// installs it. When none exists the first is returned, so that loading
+/// fails with an error naming the path.
+pub fn default_model_dir() -> PathBuf {
+    let candidates = [
+        PathBuf::from(DEMO_MODEL_DIR),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_MODEL_DIR),
+        PathBuf::from(INSTALLED_DEMO_MODEL_DIR),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.join("config.json").is_file())
+        .unwrap_or(&candidates[0])
+        .clone()
+}
+
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: Device,
@@ -411,27 +434,8 @@ impl Rsam {
                 row
             })
             .collect();
-        let n = rows.iter().map(Vec::len).max().unwrap_or(1);
-        let needs_padding = rows.iter().any(|r| r.len() != n);
-        let (mut coords, mut labels, mut valid) = (Vec::new(), Vec::new(), Vec::new());
-        for row in &rows {
-            for k in 0..n {
-                let (x, y, l) = row.get(k).copied().unwrap_or((0.0, 0.0, LABEL_PAD));
-                coords.extend([x, y]);
-                labels.push(l);
-                valid.push(u32::from(k < row.len()));
-            }
-        }
         let b = prompts.len();
-        let sparse = SparseBatch {
-            coords: Tensor::from_vec(coords, (b, n, 2), device)?,
-            labels: Tensor::from_vec(labels, (b, n), device)?,
-            valid: if needs_padding {
-                Some(Tensor::from_vec(valid, (b, n), device)?)
-            } else {
-                None
-            },
-        };
+        let sparse = SparseBatch::from_rows(&rows, device)?;
 
         let mut text_rows = Vec::with_capacity(b);
         let mut seqs = Vec::new();

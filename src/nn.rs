@@ -67,7 +67,7 @@ impl Module for LayerNorm {
         }
         let dtype = x.dtype();
         // Low precision inputs are normalised in f32, like PyTorch's autocast.
-        let x = x.to_dtype(DType::F32)?;
+        let x = x.to_dtype(at_least_f32(dtype))?;
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
@@ -93,6 +93,16 @@ impl Module for LayerNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.permute((0, 2, 3, 1))?.contiguous()?;
         self.0.forward(&x)?.permute((0, 3, 1, 2))
+    }
+}
+
+/// The dtype to compute precision-sensitive parts in: f32 for half types and
+/// f32, f64 kept (gradient checks run the model in f64).
+pub fn at_least_f32(dtype: DType) -> DType {
+    if dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
     }
 }
 

@@ -53,6 +53,17 @@ impl MultiScaleAttention {
 
 /// `nn.MaxPool2d(kernel=stride, stride=stride)` on a B x H x W x C map.
 fn max_pool_nhwc(x: &Tensor, stride: usize) -> Result<Tensor> {
+    if x.track_op() {
+        // Candle's max_pool2d backward scales the gradient by (number of
+        // maxima) / stride² instead of 1 / (number of maxima), 1/4 here; a
+        // max over reshaped windows differentiates correctly. Like PyTorch's
+        // max_pool2d (floor mode), trailing rows / columns that do not fill a
+        // window are dropped.
+        let (b, h, w, c) = x.dims4()?;
+        let (ph, pw) = (h / stride, w / stride);
+        let x = x.narrow(1, 0, ph * stride)?.narrow(2, 0, pw * stride)?;
+        return x.reshape((b, ph, stride, pw, stride, c))?.max(4)?.max(2);
+    }
     x.permute((0, 3, 1, 2))?.max_pool2d(stride)?.permute((0, 2, 3, 1))
 }
 

@@ -18,8 +18,10 @@ const NUM_MASK_TOKENS: usize = 4;
 #[derive(Debug, Clone)]
 pub struct MaskDecoder {
     transformer: TwoWayTransformer,
-    /// obj_score_token, iou_token, 4 mask tokens: 6 x d.
-    output_tokens: Tensor,
+    /// obj_score_token, iou_token, 4 mask tokens (1, 1 and 4 x d). Kept
+    /// apart and concatenated per call: a concatenation made here would be a
+    /// copy, which training (updating the variables in place) never sees.
+    output_tokens: [Tensor; 3],
     upscale_conv1: ConvTranspose2d,
     upscale_norm: LayerNorm2d,
     upscale_conv2: ConvTranspose2d,
@@ -46,14 +48,11 @@ pub struct DecoderOutput {
 impl MaskDecoder {
     pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
         let d = cfg.d_model;
-        let output_tokens = Tensor::cat(
-            &[
-                vb.get((1, d), "obj_score_token.weight")?,
-                vb.get((1, d), "iou_token.weight")?,
-                vb.get((NUM_MASK_TOKENS, d), "mask_tokens.weight")?,
-            ],
-            0,
-        )?;
+        let output_tokens = [
+            vb.get((1, d), "obj_score_token.weight")?,
+            vb.get((1, d), "iou_token.weight")?,
+            vb.get((NUM_MASK_TOKENS, d), "mask_tokens.weight")?,
+        ];
         let up = ConvTranspose2dConfig {
             stride: 2,
             ..Default::default()
@@ -130,9 +129,9 @@ impl MaskDecoder {
         sparse_mask: Option<&Tensor>,
     ) -> Result<DecoderOutput> {
         let (b, n_sparse, d) = sparse.dims3()?;
-        let n_out = self.output_tokens.dim(0)?;
-        let output_tokens = self
-            .output_tokens
+        let output_tokens = Tensor::cat(&self.output_tokens, 0)?;
+        let n_out = output_tokens.dim(0)?;
+        let output_tokens = output_tokens
             .to_dtype(sparse.dtype())?
             .unsqueeze(0)?
             .broadcast_as((b, n_out, d))?;

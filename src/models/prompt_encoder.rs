@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, VarBuilder};
 
 use crate::config::RsamConfig;
-use crate::nn::{gelu_erf, LayerNorm2d};
+use crate::nn::{at_least_f32, gelu_erf, LayerNorm2d};
 
 /// Label of the padding point (`not_a_point_embed`).
 pub const LABEL_PAD: i64 = -1;
@@ -84,8 +84,9 @@ impl PromptEncoder {
     fn pe_encoding(&self, coords: &Tensor) -> Result<Tensor> {
         // Always in f32: the Fourier features of pixel coordinates need the
         // precision even when the network runs in bf16 / f16.
-        let coords = ((coords.to_dtype(DType::F32)? * 2.0)? - 1.0)?;
-        let coords = coords.broadcast_matmul(&self.gaussian.to_dtype(DType::F32)?)?;
+        let dtype = at_least_f32(self.gaussian.dtype());
+        let coords = ((coords.to_dtype(dtype)? * 2.0)? - 1.0)?;
+        let coords = coords.broadcast_matmul(&self.gaussian.to_dtype(dtype)?)?;
         let coords = (coords * (2.0 * std::f64::consts::PI))?;
         Tensor::cat(&[coords.sin()?, coords.cos()?], D::Minus1)
     }
@@ -116,18 +117,19 @@ impl PromptEncoder {
         let coords = ((coords + 0.5)? / self.input_size as f64)?;
         let pe = self.pe_encoding(&coords)?;
         let (b, n, d) = pe.dims3()?;
+        let dtype = pe.dtype();
         let labels = labels.to_dtype(DType::I64)?;
         let is = |label: i64| -> Result<Tensor> {
             labels
                 .eq(label)?
-                .to_dtype(DType::F32)?
+                .to_dtype(dtype)?
                 .unsqueeze(D::Minus1)?
                 .broadcast_as((b, n, d))
         };
         // label -1: not_a_point_embed replaces the PE entirely.
         let pad = is(LABEL_PAD)?;
         let keep = (pad.ones_like()? - &pad)?;
-        let f32_embed = |t: &Tensor| t.to_dtype(DType::F32);
+        let f32_embed = |t: &Tensor| t.to_dtype(dtype);
         let mut out = ((pe * &keep)? + pad.broadcast_mul(&f32_embed(&self.not_a_point_embed)?)?)?;
         for (label, embed) in self.point_embeddings.iter().enumerate() {
             out = (out + is(label as i64)?.broadcast_mul(&f32_embed(embed)?)?)?;

@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 use super::bert::BertModel;
 use super::image_encoder::{project_high_res, ImageEncoder, ImageFeatures};
 use super::mask_decoder::{DecoderOutput, MaskDecoder};
-use super::prompt_encoder::PromptEncoder;
+use super::prompt_encoder::{PromptEncoder, LABEL_PAD};
 use super::transformer::TwoWayGuidanceTransformer;
 use crate::config::RsamConfig;
 use crate::nn::{additive_key_mask, linear, Linear};
@@ -66,6 +66,35 @@ pub struct SparseBatch {
     /// B x N u32: 1 for real tokens, 0 for batch padding (`None` when no
     /// prompt needed batch padding).
     pub valid: Option<Tensor>,
+}
+
+impl SparseBatch {
+    /// Batches per-prompt point rows `(x, y, label)` (model-input pixels,
+    /// padding point already appended): shorter rows are padded with
+    /// padding points that `valid` masks out.
+    pub fn from_rows(rows: &[Vec<(f32, f32, i64)>], device: &Device) -> Result<Self> {
+        let n = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let needs_padding = rows.iter().any(|r| r.len() != n);
+        let (mut coords, mut labels, mut valid) = (Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            for k in 0..n {
+                let (x, y, l) = row.get(k).copied().unwrap_or((0.0, 0.0, LABEL_PAD));
+                coords.extend([x, y]);
+                labels.push(l);
+                valid.push(u32::from(k < row.len()));
+            }
+        }
+        let b = rows.len();
+        Ok(Self {
+            coords: Tensor::from_vec(coords, (b, n, 2), device)?,
+            labels: Tensor::from_vec(labels, (b, n), device)?,
+            valid: if needs_padding {
+                Some(Tensor::from_vec(valid, (b, n), device)?)
+            } else {
+                None
+            },
+        })
+    }
 }
 
 /// What the mask decoder needs for a batch of prompts on one image.
@@ -176,23 +205,39 @@ impl RsamModel {
 
     /// Decodes a batch of prompts on the features of one image.
     pub fn decode(&self, features: &ImageFeatures, batch: &DecodeBatch) -> Result<DecoderOutput> {
+        // Text: BERT + TWGM for the prompts that have a sentence.
+        let guided = batch
+            .texts
+            .as_ref()
+            .map(|texts| self.guidance(features, texts))
+            .transpose()?;
+        self.decode_guided(features, guided.as_ref(), batch)
+    }
+
+    /// BERT + `text_proj` + TWGM for a batch of sentences on one image: what
+    /// [`Self::decode_guided`] needs. Training computes it once and decodes
+    /// several correction-click steps with it.
+    pub fn guidance(&self, features: &ImageFeatures, texts: &TextBatch) -> Result<(Tensor, Tensor)> {
+        let text_features = self.encode_text(texts)?.to_dtype(self.dtype)?;
+        self.guide(&features.image_embed, &text_features, texts)
+    }
+
+    /// [`Self::decode`] with the text side already computed by
+    /// [`Self::guidance`] for `batch.texts` (`None` when no prompt has text).
+    pub fn decode_guided(
+        &self,
+        features: &ImageFeatures,
+        guided: Option<&(Tensor, Tensor)>,
+        batch: &DecodeBatch,
+    ) -> Result<DecoderOutput> {
         let b = batch.text_rows.len();
         let d = self.config.d_model;
         let (_, c, h, w) = features.image_embed.dims4()?;
-
-        // Text: BERT + TWGM for the prompts that have a sentence.
-        let guided = match &batch.texts {
-            Some(texts) => {
-                let text_features = self.encode_text(texts)?.to_dtype(self.dtype)?;
-                Some(self.guide(&features.image_embed, &text_features, texts)?)
-            }
-            None => None,
-        };
         let zero_token = Tensor::zeros((1, 1, d), self.dtype, &self.device)?;
         let mut image_embeds = Vec::with_capacity(b);
         let mut text_tokens = Vec::with_capacity(b);
         for row in &batch.text_rows {
-            match (row, &guided) {
+            match (row, guided) {
                 (Some(r), Some((tokens, images))) => {
                     text_tokens.push(tokens.narrow(0, *r, 1)?);
                     image_embeds.push(images.narrow(0, *r, 1)?);

@@ -17,9 +17,9 @@ pub enum LogFormat {
 /// `rsam serve` flags.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Model directory (config.json, weights, tokenizer).
+    /// Model directory (config.json, weights, tokenizer); default: the bundled weights/rsam-demo.
     #[arg(long, env = "RSAM_MODEL")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:8080", env = "RSAM_ADDR")]
     pub addr: SocketAddr,
@@ -76,7 +76,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn to_config(&self) -> ServerConfig {
         ServerConfig {
-            model_dir: self.model.clone(),
+            model_dir: self.model.clone().unwrap_or_else(crate::model::default_model_dir),
             addr: self.addr,
             device: self.device.clone(),
             dtype: self.dtype.clone(),
