@@ -152,21 +152,29 @@ fn gradients_match_finite_differences() {
     let mut failures = Vec::new();
     for name in names {
         let var = data.get(name).unwrap_or_else(|| panic!("{name} is not a var"));
-        let analytic = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let analytic = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let original = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         // The element with the largest gradient, and one other.
         let largest = (0..analytic.len())
             .max_by(|&a, &b| analytic[a].abs().total_cmp(&analytic[b].abs()))
             .unwrap();
         for index in [largest, analytic.len() / 3] {
-            let mut shifted = |delta: f64| -> f64 {
+            let shifted = |delta: f64| -> f64 {
                 let mut values = original.clone();
                 values[index] += delta;
-                var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap()).unwrap();
+                var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
                 loss_of(&model).to_scalar::<f64>().unwrap()
             };
             let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps);
-            var.set(&Tensor::from_vec(original.clone(), var.shape(), &Device::Cpu).unwrap()).unwrap();
+            var.set(&Tensor::from_vec(original.clone(), var.shape(), &Device::Cpu).unwrap())
+                .unwrap();
             let a = analytic[index];
             // In f64 with a central difference the two agree to ~1e-4
             // relative; a ReLU unit crossing zero inside ±eps can cost a
@@ -176,5 +184,9 @@ fn gradients_match_finite_differences() {
             }
         }
     }
-    assert!(failures.is_empty(), "gradients differ from finite differences:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "gradients differ from finite differences:\n{}",
+        failures.join("\n")
+    );
 }

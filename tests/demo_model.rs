@@ -47,13 +47,26 @@ fn the_demo_model_segments_held_out_scenes_far_above_chance() {
         batch: 16,
         keep_masks: false,
     };
-    let report = runner::evaluate(&dataset, &source, rsam::preprocess::DEFAULT_MAX_PIXELS, &Progress::hidden()).report;
+    let report = runner::evaluate(
+        &dataset,
+        &source,
+        rsam::preprocess::DEFAULT_MAX_PIXELS,
+        &Progress::hidden(),
+    )
+    .report;
     assert!(report.count >= 60, "only {} samples scored", report.count);
-    assert!(report.skipped.iter().all(|s| s.id.is_some()), "whole images skipped: {:?}", report.skipped);
+    assert!(
+        report.skipped.iter().all(|s| s.id.is_some()),
+        "whole images skipped: {:?}",
+        report.skipped
+    );
     let text = report.clicks[0].metrics.miou;
     let two = report.clicks[2].metrics.miou;
     assert!(text >= TEXT_FLOOR, "text-only mIoU {text:.3} < {TEXT_FLOOR}");
-    assert!(two >= TWO_CLICK_FLOOR, "mIoU after two clicks {two:.3} < {TWO_CLICK_FLOOR}");
+    assert!(
+        two >= TWO_CLICK_FLOOR,
+        "mIoU after two clicks {two:.3} < {TWO_CLICK_FLOOR}"
+    );
     assert!(two > text, "clicks must help: {text:.3} -> {two:.3}");
 }
 

@@ -158,7 +158,10 @@ fn same_seed_same_weights_and_resume_equals_an_uninterrupted_run() {
     let mut different = args(&other, &["--epochs", "1"]);
     different.seed = 12;
     rsam::train::run(&different).unwrap();
-    assert!(!differing(&weights(&a), &weights(&other)).is_empty(), "another seed, other weights");
+    assert!(
+        !differing(&weights(&a), &weights(&other)).is_empty(),
+        "another seed, other weights"
+    );
 }
 
 #[test]
@@ -248,6 +251,14 @@ fn errors_name_the_problem() {
     let e = train_error(&args(&taken, &["--epochs", "1"]));
     assert!(e.contains("already holds a training run"), "{e}");
 
+    // A damaged run: no optimizer state, then a state file that is not one.
+    std::fs::remove_file(taken.join("train/optimizer.safetensors")).unwrap();
+    let e = train_error(&args(&taken, &["--epochs", "2", "--resume"]));
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+    std::fs::write(taken.join(STATE_FILE), "{\"epochs\": ").unwrap();
+    let e = train_error(&args(&taken, &["--epochs", "2", "--resume"]));
+    assert!(e.contains("not a training state"), "{e}");
+
     let out = out_dir("errors");
     type Case = (fn(&mut TrainArgs), &'static str);
     let cases: [Case; 7] = [
@@ -289,7 +300,11 @@ fn errors_name_the_problem() {
     // A vocabulary larger than the config's BERT.
     let big_vocab = f.root.join("big-vocab.txt");
     let words: Vec<String> = (0..300).map(|i| format!("w{i}")).collect();
-    std::fs::write(&big_vocab, format!("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n{}\n", words.join("\n"))).unwrap();
+    std::fs::write(
+        &big_vocab,
+        format!("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n{}\n", words.join("\n")),
+    )
+    .unwrap();
     let mut a = args(&out, &[]);
     a.tokenizer = Some(big_vocab);
     let e = train_error(&a);

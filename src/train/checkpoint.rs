@@ -84,7 +84,10 @@ pub fn refuse_to_overwrite(out: &Path) -> Result<(), TrainError> {
         )));
     }
     if out.exists() && !out.is_dir() {
-        return Err(TrainError::Usage(format!("--out {} exists and is not a directory", out.display())));
+        return Err(TrainError::Usage(format!(
+            "--out {} exists and is not a directory",
+            out.display()
+        )));
     }
     Ok(())
 }
@@ -126,13 +129,7 @@ pub fn save(
         write_atomic(&tokenizer_dest, &bytes)?;
     }
 
-    let tensors: std::collections::HashMap<String, candle_core::Tensor> = varmap
-        .data()
-        .lock()
-        .expect("the variable map lock is not poisoned")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
+    let tensors = current_weights(varmap);
     let model_path = out.join("model.safetensors");
     let tmp = temp_name(&model_path);
     candle_core::safetensors::save(&tensors, &tmp)?;
@@ -145,6 +142,18 @@ pub fn save(
 
     let state_json = serde_json::to_string_pretty(state).expect("a state serialises") + "\n";
     write_atomic(&out.join(STATE_FILE), state_json.as_bytes())
+}
+
+/// The variables' current values as plain tensors (no gradient tracking,
+/// sharing the variables' storage).
+pub fn current_weights(varmap: &VarMap) -> std::collections::HashMap<String, candle_core::Tensor> {
+    varmap
+        .data()
+        .lock()
+        .expect("the variable map lock is not poisoned")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
+        .collect()
 }
 
 fn temp_name(path: &Path) -> PathBuf {

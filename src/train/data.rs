@@ -67,7 +67,10 @@ impl TrainSet {
             return Err(TrainError::EmptySplit {
                 root: root.to_path_buf(),
                 split: split.to_string(),
-                detail: skipped.first().cloned().unwrap_or_else(|| "the split list is empty".into()),
+                detail: skipped
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| "the split list is empty".into()),
             });
         }
         Ok(Self { images, skipped })
@@ -98,7 +101,9 @@ fn read_image_entry(dataset: &Dataset, name: &str, tokenizer: &TextTokenizer) ->
         let token_ids = tokenizer.encode(sentence).map_err(|e| e.to_string())?;
         let area = value.get("area").and_then(Value::as_f64).unwrap_or(0.0);
         let mask = if area > 0.0 {
-            let seg = value.get("segmentation").ok_or("an annotation without \"segmentation\"")?;
+            let seg = value
+                .get("segmentation")
+                .ok_or("an annotation without \"segmentation\"")?;
             Some(serde_json::from_value::<Rle>(seg.clone()).map_err(|e| format!("bad segmentation: {e}"))?)
         } else {
             None
@@ -146,8 +151,11 @@ pub fn pick<R: Rng>(set: &TrainSet, image: usize, max_sentences: usize, negative
     let own = set.images[image].annotations.len();
     let mut order: Vec<usize> = (0..own).collect();
     order.shuffle(rng);
-    let mut sentences: Vec<(usize, usize, bool)> =
-        order.into_iter().take(max_sentences).map(|a| (image, a, false)).collect();
+    let mut sentences: Vec<(usize, usize, bool)> = order
+        .into_iter()
+        .take(max_sentences)
+        .map(|a| (image, a, false))
+        .collect();
     if negative_ratio > 0.0 && set.images.len() > 1 {
         let count = Poisson::new(negative_ratio).map_or(0.0, |p| p.sample(rng)) as usize;
         for _ in 0..count {

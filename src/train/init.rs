@@ -109,7 +109,9 @@ fn values(init: Init, n: usize, seed: u64, name: &str) -> Vec<f32> {
 /// FNV-1a: a stable hash of a parameter name (std's hasher may change
 /// between Rust versions, which would change the initial weights).
 fn fnv1a(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -117,20 +119,37 @@ mod tests {
     use super::*;
 
     fn tiny() -> RsamConfig {
-        RsamConfig::from_file(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny/config.json"))
-            .unwrap()
+        RsamConfig::from_file(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny/config.json"),
+        )
+        .unwrap()
     }
 
     #[test]
     fn rules_follow_pytorch_defaults() {
         let c = tiny();
-        assert_eq!(rule("sam_mask_decoder.iou_prediction_head.layers.0.bias", &[32], &c), Init::Zeros);
+        assert_eq!(
+            rule("sam_mask_decoder.iou_prediction_head.layers.0.bias", &[32], &c),
+            Init::Zeros
+        );
         assert_eq!(rule("image_encoder.trunk.blocks.0.norm1.weight", &[16], &c), Init::Ones);
         assert_eq!(rule("text_encoder.embeddings.LayerNorm.weight", &[32], &c), Init::Ones);
-        assert_eq!(rule("text_encoder.embeddings.word_embeddings.weight", &[236, 32], &c), Init::Normal(0.02));
-        assert_eq!(rule("sam_mask_decoder.mask_tokens.weight", &[4, 32], &c), Init::Normal(1.0));
-        assert_eq!(rule("sam_prompt_encoder.point_embeddings.2.weight", &[1, 32], &c), Init::Normal(1.0));
-        assert_eq!(rule("image_encoder.trunk.pos_embed", &[1, 16, 4, 4], &c), Init::Normal(0.02));
+        assert_eq!(
+            rule("text_encoder.embeddings.word_embeddings.weight", &[236, 32], &c),
+            Init::Normal(0.02)
+        );
+        assert_eq!(
+            rule("sam_mask_decoder.mask_tokens.weight", &[4, 32], &c),
+            Init::Normal(1.0)
+        );
+        assert_eq!(
+            rule("sam_prompt_encoder.point_embeddings.2.weight", &[1, 32], &c),
+            Init::Normal(1.0)
+        );
+        assert_eq!(
+            rule("image_encoder.trunk.pos_embed", &[1, 16, 4, 4], &c),
+            Init::Normal(0.02)
+        );
         // Conv 16 x 3 x 7 x 7: fan_in = 3 * 49.
         assert_eq!(
             rule("image_encoder.trunk.patch_embed.proj.weight", &[16, 3, 7, 7], &c),

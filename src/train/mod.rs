@@ -53,7 +53,11 @@ pub enum TrainError {
     #[error("dataset: {0}")]
     Dataset(#[from] EvalError),
     #[error("split {split:?} of {root} has no usable sample ({detail})")]
-    EmptySplit { root: PathBuf, split: String, detail: String },
+    EmptySplit {
+        root: PathBuf,
+        split: String,
+        detail: String,
+    },
     #[error("sample {name}: {reason}")]
     Sample { name: String, reason: String },
     #[error("{path}: {reason}")]
@@ -173,7 +177,11 @@ impl TrainArgs {
         if self.sentences_per_image == 0 {
             return usage("--sentences-per-image must be at least 1".into());
         }
-        for (name, v) in [("--lr", self.lr), ("--weight-decay", self.weight_decay), ("--grad-clip", self.grad_clip)] {
+        for (name, v) in [
+            ("--lr", self.lr),
+            ("--weight-decay", self.weight_decay),
+            ("--grad-clip", self.grad_clip),
+        ] {
             if !v.is_finite() || v < 0.0 {
                 return usage(format!("{name} must be a finite number >= 0, got {v}"));
             }
@@ -249,7 +257,11 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
     };
     let mut optimizer = AdamW::new(&trainee.varmap, &rules, adam)?;
     if args.resume {
-        optimizer.load(args.out.join(checkpoint::OPTIMIZER_FILE))?;
+        let path = args.out.join(checkpoint::OPTIMIZER_FILE);
+        optimizer.load(&path).map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            reason: format!("cannot resume: {e}"),
+        })?;
     }
     let options = StepOptions {
         correction_clicks: args.correction_clicks,
@@ -291,7 +303,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
                 .into());
             }
             let grads = loss.parts.total.backward()?;
-            let lr = optim::lr_at(state.step, total_steps, args.warmup_steps, args.lr, args.lr * args.lr_end_ratio);
+            let lr = optim::lr_at(
+                state.step,
+                total_steps,
+                args.warmup_steps,
+                args.lr,
+                args.lr * args.lr_end_ratio,
+            );
             let stats = optimizer.step(&grads, lr)?;
             state.step += 1;
             steps += 1;
@@ -336,7 +354,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
         eprintln!("{}", record.line(args.epochs));
         state.epochs_done = epoch + 1;
         state.history.push(record);
-        checkpoint::save(&args.out, &trainee.config, &trainee.tokenizer_source, &trainee.varmap, &optimizer, &state)?;
+        checkpoint::save(
+            &args.out,
+            &trainee.config,
+            &trainee.tokenizer_source,
+            &trainee.varmap,
+            &optimizer,
+            &state,
+        )?;
     }
     Ok(TrainSummary {
         out: args.out.clone(),
@@ -350,14 +375,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
 /// The model as `rsam eval` sees it: the current weights, detached, on the
 /// fast inference path.
 fn validate(args: &TrainArgs, trainee: &Trainee) -> anyhow::Result<crate::eval::Report> {
-    let tensors = trainee
-        .varmap
-        .data()
-        .lock()
-        .expect("the variable map lock is not poisoned")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().detach()))
-        .collect();
+    let tensors = checkpoint::current_weights(&trainee.varmap);
     let device = trainee.model.device().clone();
     let model = crate::Rsam::from_tensors(
         trainee.config.clone(),

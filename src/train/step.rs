@@ -99,7 +99,11 @@ fn image_loss<R: Rng>(
     let ids: Vec<Vec<u32>> = image.targets.iter().map(|t| t.token_ids.clone()).collect();
     let texts = TextBatch::new(&ids, device)?;
     let guided = model.guidance(features, &texts)?;
-    let gt_flat: Vec<f32> = image.targets.iter().flat_map(|t| t.mask.iter().map(|&v| v as f32)).collect();
+    let gt_flat: Vec<f32> = image
+        .targets
+        .iter()
+        .flat_map(|t| t.mask.iter().map(|&v| v as f32))
+        .collect();
     let gt = Tensor::from_vec(gt_flat, (k, 1, s, s), device)?;
 
     // Text only: the official empty point input plus the padding point.
@@ -110,7 +114,11 @@ fn image_loss<R: Rng>(
         let rows: Vec<Vec<(f32, f32, i64)>> = clicks
             .iter()
             .map(|c| {
-                let mut row = if c.is_empty() { vec![(0.0, 0.0, LABEL_PAD)] } else { c.clone() };
+                let mut row = if c.is_empty() {
+                    vec![(0.0, 0.0, LABEL_PAD)]
+                } else {
+                    c.clone()
+                };
                 row.push((0.0, 0.0, LABEL_PAD));
                 row
             })
@@ -123,7 +131,14 @@ fn image_loss<R: Rng>(
         };
         let out = model.decode_guided(features, Some(&guided), &batch)?;
         let high = resize_bilinear_with(&out.low_res_logits, up, up)?;
-        let parts = step_loss(&high, &gt, &out.iou, &out.object_score_logits, num_objects, &options.weights)?;
+        let parts = step_loss(
+            &high,
+            &gt,
+            &out.iou,
+            &out.object_score_logits,
+            num_objects,
+            &options.weights,
+        )?;
         total = Some(match total {
             Some(t) => t.add(&parts)?,
             None => parts,
@@ -131,12 +146,7 @@ fn image_loss<R: Rng>(
         if step == options.correction_clicks {
             break;
         }
-        let predicted: Vec<u8> = high
-            .detach()
-            .gt(0f64)?
-            .flatten_all()?
-            .to_dtype(DType::U8)?
-            .to_vec1()?;
+        let predicted: Vec<u8> = high.detach().gt(0f64)?.flatten_all()?.to_dtype(DType::U8)?.to_vec1()?;
         for (j, target) in image.targets.iter().enumerate() {
             let pred = &predicted[j * s * s..(j + 1) * s * s];
             if let Some(c) = sample_click(&target.mask, pred, s, options.click_from_gt, rng) {
