@@ -368,8 +368,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
 /// `rsam train`: trains, then prints the summary as one JSON line.
 fn train(args: rsam::train::TrainArgs) -> anyhow::Result<()> {
     let summary = rsam::train::run(&args)?;
-    println!("{}", serde_json::to_string(&summary)?);
-    Ok(())
+    print_line(&serde_json::to_string(&summary)?)
 }
 
 /// Candle asks for its thread count on every matrix product and, unless

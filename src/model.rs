@@ -146,30 +146,24 @@ pub fn check_dtype_on_device(dtype: DType, device: &Device) -> Result<()> {
     Ok(())
 }
 
-/// Options for loading a model directory.
 /// Where the bundled demo model lives, relative to the repository root.
 pub const DEMO_MODEL_DIR: &str = "weights/rsam-demo";
-/// Where the Docker images install the demo model.
-pub const INSTALLED_DEMO_MODEL_DIR: &str = "/usr/local/share/rsam/rsam-demo";
 
 /// The model used when no `--model` is given: the bundled `rsam-demo`,
 /// looked for in `./weights/rsam-demo`, then in this source tree's
-/// `weights/` (for `cargo run` from elsewhere), then where the Docker image
-/// installs it. When none exists the first is returned, so that loading
-/// fails with an error naming the path.
+/// `weights/` (for `cargo run` or the built binary used from elsewhere).
+/// When neither exists the first is returned, so that loading fails with an
+/// error naming the path. (The Docker images mount their model instead.)
 pub fn default_model_dir() -> PathBuf {
-    let candidates = [
-        PathBuf::from(DEMO_MODEL_DIR),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_MODEL_DIR),
-        PathBuf::from(INSTALLED_DEMO_MODEL_DIR),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.join("config.json").is_file())
-        .unwrap_or(&candidates[0])
-        .clone()
+    let local = PathBuf::from(DEMO_MODEL_DIR);
+    let in_source_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_MODEL_DIR);
+    if !local.join("config.json").is_file() && in_source_tree.join("config.json").is_file() {
+        return in_source_tree;
+    }
+    local
 }
 
+/// Options for loading a model directory.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
     pub device: Device,

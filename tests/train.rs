@@ -310,6 +310,19 @@ fn errors_name_the_problem() {
     let e = train_error(&a);
     assert!(e.contains("bert.vocab_size is 128"), "{e}");
 
+    // Fine-tuning from weights that do not fit the directory's config: the
+    // error names the weights file.
+    let mismatched = f.root.join("mismatched");
+    std::fs::create_dir_all(&mismatched).unwrap();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny");
+    std::fs::copy(tiny.join("model.safetensors"), mismatched.join("model.safetensors")).unwrap();
+    std::fs::copy(tiny.join("vocab.txt"), mismatched.join("vocab.txt")).unwrap();
+    std::fs::copy(&f.config, mismatched.join("config.json")).unwrap();
+    let mut a = args(&out, &[]);
+    a.init = Some(mismatched);
+    let e = train_error(&a);
+    assert!(e.contains("mismatched/model.safetensors"), "{e}");
+
     // A config that does not parse.
     let mut a = args(&out, &[]);
     a.config = f.root.join("missing.json").display().to_string();

@@ -79,8 +79,8 @@ impl TrainSet {
     /// Number of sentences, positives and negatives.
     pub fn counts(&self) -> (usize, usize) {
         let all = self.images.iter().flat_map(|i| &i.annotations);
-        let (pos, neg): (Vec<_>, Vec<_>) = all.partition(|a| a.mask.is_some());
-        (pos.len(), neg.len())
+        let positives = all.clone().filter(|a| a.mask.is_some()).count();
+        (positives, all.count() - positives)
     }
 }
 

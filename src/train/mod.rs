@@ -423,7 +423,7 @@ fn fresh(args: &TrainArgs, device: &Device) -> Result<Trainee, TrainError> {
         let tokenizer_source = tokenizer_file(dir)?;
         let (weights_path, format) = crate::weights::find_weights(dir)?;
         let tensors = crate::weights::read_tensors(&weights_path, format)?;
-        return build(config, tokenizer_source, tensors, device);
+        return build(config, tokenizer_source, tensors, &weights_path, device);
     }
     let tokenizer_source = match &args.tokenizer {
         Some(p) if p.is_dir() => tokenizer_file(p)?,
@@ -451,7 +451,13 @@ fn fresh(args: &TrainArgs, device: &Device) -> Result<Trainee, TrainError> {
         )));
     }
     let tensors = init::initial_weights(&config, args.seed, device)?;
-    build(config, tokenizer_source, tensors, device)
+    build(
+        config,
+        tokenizer_source,
+        tensors,
+        Path::new("(initial weights)"),
+        device,
+    )
 }
 
 /// Continues the run saved in `--out`.
@@ -461,13 +467,14 @@ fn resume(args: &TrainArgs, device: &Device) -> Result<(Trainee, TrainState), Tr
     let tokenizer_source = tokenizer_file(&args.out)?;
     let path = args.out.join("model.safetensors");
     let tensors = crate::weights::read_tensors(&path, crate::weights::WeightsFormat::Safetensors)?;
-    Ok((build(config, tokenizer_source, tensors, device)?, state))
+    Ok((build(config, tokenizer_source, tensors, &path, device)?, state))
 }
 
 fn build(
     config: RsamConfig,
     tokenizer_source: PathBuf,
     tensors: std::collections::HashMap<String, candle_core::Tensor>,
+    weights_source: &Path,
     device: &Device,
 ) -> Result<Trainee, TrainError> {
     config.validate().map_err(TrainError::Usage)?;
@@ -481,12 +488,12 @@ fn build(
         let mut data = varmap.data().lock().expect("a fresh lock");
         for (name, shape) in &wanted {
             let t = tensors.get(name).ok_or_else(|| TrainError::Checkpoint {
-                path: tokenizer_source.clone(),
+                path: weights_source.to_path_buf(),
                 reason: format!("the weights have no tensor {name}"),
             })?;
             if t.dims() != shape.as_slice() {
                 return Err(TrainError::Checkpoint {
-                    path: tokenizer_source.clone(),
+                    path: weights_source.to_path_buf(),
                     reason: format!("{name} has shape {:?}, the config needs {shape:?}", t.dims()),
                 });
             }
