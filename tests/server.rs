@@ -776,6 +776,80 @@ async fn every_error_has_its_status_and_code() {
     assert_eq!(metric(&m, "rsam_feature_cache_misses_total", &[]), 1.0);
 }
 
+/// Sends `head` (request line and headers) and then `body` over a raw
+/// connection, and returns the status line of the answer. Writing fails if
+/// the server resets the connection, as it did when it answered 413 without
+/// reading the rest of a large body.
+async fn raw_exchange(url: &str, head: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("http://");
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body)
+        .await
+        .unwrap_or_else(|e| panic!("sending the body: {e}"));
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(2).any(|w| w == b"\r\n") {
+        let n = tcp
+            .read(&mut buf)
+            .await
+            .unwrap_or_else(|e| panic!("reading the answer: {e}"));
+        assert!(n > 0, "the server closed without answering");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    text.lines().next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_large_bodies_get_their_error_not_a_reset() {
+    let s = start_with(|c| c.body_limit = 1 << 20).await;
+    // Sixteen times the limit: far more than socket buffers absorb, so a
+    // server that does not read it resets the connection under the client.
+    let big = vec![b' '; 16 << 20];
+    for (path, ct, status, code) in [
+        ("/v1/segment", "application/json", 413, "payload_too_large"),
+        ("/v1/images", "image/png", 413, "payload_too_large"),
+        ("/v1/segment", "text/plain", 415, "unsupported_media_type"),
+        (
+            "/v1/refine",
+            "multipart/form-data; boundary=x",
+            415,
+            "unsupported_media_type",
+        ),
+    ] {
+        let req = s
+            .client
+            .post(format!("{}{path}", s.url))
+            .header("content-type", ct)
+            .body(big.clone());
+        let r = s.send("POST", path, req).await;
+        assert_eq!((r.status, r.code().as_str()), (status, code), "{path} {ct}");
+    }
+
+    // Without a declared length (chunked), the limit is found while reading.
+    let mut chunked = Vec::new();
+    for _ in 0..64 {
+        chunked.extend_from_slice(format!("{:x}\r\n", 256 << 10).as_bytes());
+        chunked.extend_from_slice(&vec![b' '; 256 << 10]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let head = "POST /v1/segment HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                transfer-encoding: chunked\r\n\r\n";
+    let status = raw_exchange(&s.url, head, &chunked).await;
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+
+    // A client that waits for 100-continue is answered at once and sends nothing.
+    let head = "POST /v1/segment HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                content-length: 1000000000\r\nexpect: 100-continue\r\n\r\n";
+    let status = tokio::time::timeout(Duration::from_secs(5), raw_exchange(&s.url, head, b""))
+        .await
+        .expect("no answer within 5 s to a request expecting 100-continue");
+    assert!(status.starts_with("HTTP/1.1 413"), "{status}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadline_gives_504_and_auth_gives_401() {
     // A decode waits 400 ms for batch mates; the deadline is 100 ms.

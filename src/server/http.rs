@@ -3,7 +3,7 @@
 //! in [`super::service::Service`].
 
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use bytes::Bytes;
+use futures_util::StreamExt;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -261,6 +262,37 @@ fn unsupported_content_type(ct: &str) -> ApiError {
     )
 }
 
+/// What a model route has once its request is admitted.
+struct Admitted {
+    service: Arc<Service>,
+    kind: BodyKind,
+    body: Bytes,
+}
+
+/// The checks made before a model route does any work: the model is ready,
+/// the content type is one the route takes (`json_only` for refine), and
+/// the body fits the size limit. A request refused here has its unread
+/// body drained first (see [`drain`]), so the client still sending it
+/// receives the error instead of a connection reset.
+async fn admit(state: &AppState, headers: &HeaderMap, body: Body, json_only: bool) -> Result<Admitted, ApiError> {
+    let checked = state.service().and_then(|service| {
+        let kind = body_kind(headers)?;
+        if json_only && !matches!(kind, BodyKind::Json) {
+            return Err(unsupported_content_type("not JSON"));
+        }
+        Ok((service, kind))
+    });
+    let (service, kind) = match checked {
+        Ok(ok) => ok,
+        Err(e) => {
+            drain(headers, body.into_data_stream()).await;
+            return Err(e);
+        }
+    };
+    let body = read_body(state, headers, body).await?;
+    Ok(Admitted { service, kind, body })
+}
+
 /// Reads the whole body under the size limit (413 above it).
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.0.config.body_limit;
@@ -274,20 +306,59 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
     if declared.is_some_and(|n| n > limit as u64) {
+        drain(headers, stream).await;
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over {
-            too_large()
-        } else {
+    let mut buffer = Vec::with_capacity(declared.unwrap_or(0) as usize);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
             ApiError::new(
                 ErrorCode::MalformedMultipart,
                 format!("cannot read the request body: {e}"),
             )
+        })?;
+        if buffer.len() + chunk.len() > limit {
+            drain(headers, stream).await;
+            return Err(too_large());
         }
-    })
+        buffer.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buffer))
+}
+
+/// How much of a refused body is read and discarded, at most, before the
+/// error is sent.
+const DRAIN_BYTES: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and discards the rest of a refused request's body. Answering
+/// while the client is still sending makes the server close a socket with
+/// unread data, which resets the connection: most clients then report
+/// "connection reset" and never show the 413 or 415. Up to [`DRAIN_BYTES`]
+/// within [`DRAIN_TIME`] are discarded; past either the error is sent
+/// anyway. A client that sent `Expect: 100-continue` has sent nothing yet
+/// and receives the error in place of the `100 Continue`, so nothing is
+/// read.
+async fn drain(headers: &HeaderMap, mut stream: axum::body::BodyDataStream) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+    if expects_continue {
+        return;
+    }
+    let discard = async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// Bodies up to this size are parsed on the async thread; larger ones (a
@@ -354,9 +425,7 @@ async fn segment(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let service = state.service()?;
-    let kind = body_kind(&headers)?;
-    let body = read_body(&state, &headers, body).await?;
+    let Admitted { service, kind, body } = admit(&state, &headers, body, false).await?;
     let raw = match kind {
         BodyKind::Json => parse_off(&service, body, |b| RawSegment::from_json(parse_json::<SegmentJson>(b)?)).await?,
         BodyKind::Multipart(boundary) => multipart::parse_segment(body, boundary).await?,
@@ -379,11 +448,7 @@ async fn refine(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let service = state.service()?;
-    if !matches!(body_kind(&headers)?, BodyKind::Json) {
-        return Err(unsupported_content_type("not JSON"));
-    }
-    let body = read_body(&state, &headers, body).await?;
+    let Admitted { service, body, .. } = admit(&state, &headers, body, true).await?;
     let mut req: RefineJson = parse_json(&body)?;
     let png = wants_png(&headers);
     if png {
@@ -403,9 +468,7 @@ async fn images(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let service = state.service()?;
-    let kind = body_kind(&headers)?;
-    let body = read_body(&state, &headers, body).await?;
+    let Admitted { service, kind, body } = admit(&state, &headers, body, false).await?;
     let bytes = match kind {
         BodyKind::Json => {
             let decode = |b: &[u8]| super::api::decode_base64("image", &parse_json::<ImageJson>(b)?.image);
