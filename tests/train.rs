@@ -198,6 +198,30 @@ fn the_loss_falls_and_the_output_is_a_model_directory() {
 }
 
 #[test]
+fn click_only_sentences_and_center_clicks_train() {
+    let quick = ["--epochs", "1", "--val-split", ""];
+    let plain = out_dir("clicks-plain");
+    rsam::train::run(&args(&plain, &quick)).unwrap();
+    let clicky = out_dir("clicks-only");
+    let mut flags = quick.to_vec();
+    flags.extend(["--text-dropout", "1", "--center-clicks", "1"]);
+    let summary = rsam::train::run(&args(&clicky, &flags)).unwrap();
+    let last = summary.last.unwrap();
+    assert!(last.loss.is_finite() && last.loss > 0.0, "{}", last.loss);
+    // Same seed and data: only the prompts differ, so the weights must too,
+    // in the prompt encoder's point embeddings above all.
+    let changed = differing(&weights(&plain), &weights(&clicky));
+    assert!(
+        changed.iter().any(|(name, _)| name.contains("point_embeddings")),
+        "{changed:?}"
+    );
+    // Still reproducible.
+    let again = out_dir("clicks-only-again");
+    rsam::train::run(&args(&again, &flags)).unwrap();
+    assert!(differing(&weights(&clicky), &weights(&again)).is_empty());
+}
+
+#[test]
 fn frozen_text_encoder_stays_put() {
     let out = out_dir("frozen");
     rsam::train::run(&args(&out, &["--epochs", "1", "--freeze-text", "--val-split", ""])).unwrap();
@@ -261,12 +285,14 @@ fn errors_name_the_problem() {
 
     let out = out_dir("errors");
     type Case = (fn(&mut TrainArgs), &'static str);
-    let cases: [Case; 7] = [
+    let cases: [Case; 9] = [
         (|a| a.epochs = 0, "--epochs"),
         (|a| a.batch = 0, "--batch"),
         (|a| a.sentences_per_image = 0, "--sentences-per-image"),
         (|a| a.lr = -1.0, "--lr"),
         (|a| a.click_from_gt = 1.5, "--click-from-gt"),
+        (|a| a.center_clicks = -0.1, "--center-clicks"),
+        (|a| a.text_dropout = f64::NAN, "--text-dropout"),
         (|a| a.negative_ratio = -0.5, "--negative-ratio"),
         (|a| a.device = "tpu".into(), "tpu"),
     ];

@@ -52,6 +52,46 @@ pub fn sample_click<R: Rng>(gt: &[u8], pred: &[u8], side: usize, from_gt: f64, r
     })
 }
 
+/// The next correction click: with probability `center` the evaluation's
+/// center click ([`crate::eval::clicks::next_click`], none when the
+/// prediction is exact), otherwise [`sample_click`]'s uniform one.
+pub fn correction_click<R: Rng>(
+    gt: &[u8],
+    pred: &[u8],
+    side: usize,
+    from_gt: f64,
+    center: f64,
+    rng: &mut R,
+) -> Option<TrainClick> {
+    if center > 0.0 && rng.random::<f64>() < center {
+        return center_click(gt, pred, side);
+    }
+    sample_click(gt, pred, side, from_gt, rng)
+}
+
+/// The first click of a sentence trained without its text: a positive
+/// click inside the object, at its center with probability `center` (where
+/// users click first) and anywhere in it otherwise. `None` for an empty
+/// ground truth, which has nowhere to click.
+pub fn initial_click<R: Rng>(gt: &[u8], side: usize, center: f64, rng: &mut R) -> Option<TrainClick> {
+    if !gt.iter().any(|&v| v != 0) {
+        return None;
+    }
+    if center > 0.0 && rng.random::<f64>() < center {
+        let nothing = vec![0u8; gt.len()];
+        return center_click(gt, &nothing, side);
+    }
+    sample_click(gt, gt, side, 1.0, rng)
+}
+
+fn center_click(gt: &[u8], pred: &[u8], side: usize) -> Option<TrainClick> {
+    crate::eval::clicks::next_click(pred, gt, side, side).map(|c| TrainClick {
+        x: c.x as f32,
+        y: c.y as f32,
+        label: i64::from(c.positive),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +139,40 @@ mod tests {
         // A full-image object predicted exactly: nowhere to click.
         let full = vec![1u8; 9];
         assert_eq!(sample_click(&full, &full, side, 0.0, &mut rng), None);
+    }
+
+    #[test]
+    fn center_clicks_are_the_evaluations_and_initial_clicks_fall_in_the_object() {
+        // 7 x 7: GT = a 5 x 5 square at (1..6, 1..6), nothing predicted.
+        let side = 7;
+        let gt: Vec<u8> = (0..49)
+            .map(|i| u8::from((1..6).contains(&(i % 7)) && (1..6).contains(&(i / 7))))
+            .collect();
+        let none = vec![0u8; 49];
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let centre = TrainClick {
+            x: 3.0,
+            y: 3.0,
+            label: 1,
+        };
+        for _ in 0..20 {
+            assert_eq!(correction_click(&gt, &none, side, 0.0, 1.0, &mut rng), Some(centre));
+            assert_eq!(initial_click(&gt, side, 1.0, &mut rng), Some(centre));
+            let c = initial_click(&gt, side, 0.0, &mut rng).unwrap();
+            assert_eq!(c.label, 1);
+            assert_eq!(gt[c.y as usize * side + c.x as usize], 1);
+        }
+        // Uniform clicks spread over the object.
+        let spread: std::collections::BTreeSet<_> = (0..200)
+            .map(|_| {
+                let c = correction_click(&gt, &none, side, 0.0, 0.0, &mut rng).unwrap();
+                (c.x as usize, c.y as usize)
+            })
+            .collect();
+        assert!(spread.len() > 15, "{spread:?}");
+        // Exact predictions: the center sampler has nothing to correct.
+        assert_eq!(correction_click(&gt, &gt, side, 0.0, 1.0, &mut rng), None);
+        // An empty object has no first click.
+        assert_eq!(initial_click(&none, side, 0.5, &mut rng), None);
     }
 }

@@ -134,6 +134,20 @@ pub struct TrainArgs {
     /// Probability of a click drawn from the ground truth instead of the error.
     #[arg(long, default_value_t = 0.1)]
     pub click_from_gt: f64,
+    /// Probability that a correction click is the evaluation's "center"
+    /// click (the error pixel farthest from the error's edge, what
+    /// `rsam eval --clicks` and most users do) instead of SAM 2's uniform
+    /// draw from the error (official: 0).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub center_clicks: f64,
+    /// Probability that a sentence is trained from clicks alone: its text
+    /// is left out and a first click inside the object starts it. Teaches
+    /// the model what a click means, which text-only starts barely do
+    /// (official: 0, every prediction starts from the text).
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub text_dropout: f64,
     /// Validation split scored with `rsam eval` after each epoch ("" skips it).
     #[arg(long, default_value = "val")]
     pub val_split: String,
@@ -189,6 +203,8 @@ impl TrainArgs {
         for (name, v) in [
             ("--lr-end-ratio", self.lr_end_ratio),
             ("--click-from-gt", self.click_from_gt),
+            ("--center-clicks", self.center_clicks),
+            ("--text-dropout", self.text_dropout),
             ("--vision-lr-scale", self.vision_lr_scale),
         ] {
             if !v.is_finite() || !(0.0..=1.0).contains(&v) {
@@ -266,6 +282,8 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
     let options = StepOptions {
         correction_clicks: args.correction_clicks,
         click_from_gt: args.click_from_gt,
+        center_clicks: args.center_clicks,
+        text_dropout: args.text_dropout,
         weights: LossWeights::default(),
     };
 

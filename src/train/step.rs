@@ -12,7 +12,7 @@
 use candle_core::{DType, Result, Tensor};
 use rand::Rng;
 
-use super::clicks::sample_click;
+use super::clicks::{correction_click, initial_click};
 use super::data::LoadedImage;
 use super::loss::{step_loss, LossParts, LossWeights};
 use super::resize::{bilinear_matrix, resize_bilinear_with};
@@ -27,6 +27,10 @@ pub struct StepOptions {
     /// Probability of drawing a click from the ground truth instead of the
     /// error (official: 0.1).
     pub click_from_gt: f64,
+    /// Probability of the evaluation's center click instead of a uniform one.
+    pub center_clicks: f64,
+    /// Probability that a sentence starts from a click instead of its text.
+    pub text_dropout: f64,
     pub weights: LossWeights,
 }
 
@@ -107,7 +111,21 @@ fn image_loss<R: Rng>(
     let gt = Tensor::from_vec(gt_flat, (k, 1, s, s), device)?;
 
     // Text only: the official empty point input plus the padding point.
+    // A sentence whose text is dropped starts from one click in its object
+    // instead (negatives, with nothing to click, keep their text).
     let mut clicks: Vec<Vec<(f32, f32, i64)>> = vec![Vec::new(); k];
+    let mut text_rows: Vec<Option<usize>> = (0..k).map(Some).collect();
+    if options.text_dropout > 0.0 {
+        for (j, target) in image.targets.iter().enumerate() {
+            if rng.random::<f64>() >= options.text_dropout {
+                continue;
+            }
+            if let Some(c) = initial_click(&target.mask, s, options.center_clicks, rng) {
+                clicks[j].push((c.x, c.y, c.label));
+                text_rows[j] = None;
+            }
+        }
+    }
     let mut mask_inputs: Vec<Option<Tensor>> = vec![None; k];
     let mut total: Option<LossParts> = None;
     for step in 0..=options.correction_clicks {
@@ -125,7 +143,7 @@ fn image_loss<R: Rng>(
             .collect();
         let batch = DecodeBatch {
             sparse: SparseBatch::from_rows(&rows, device)?,
-            text_rows: (0..k).map(Some).collect(),
+            text_rows: text_rows.clone(),
             texts: Some(texts.clone()),
             mask_inputs: mask_inputs.clone(),
         };
@@ -149,7 +167,8 @@ fn image_loss<R: Rng>(
         let predicted: Vec<u8> = high.detach().gt(0f64)?.flatten_all()?.to_dtype(DType::U8)?.to_vec1()?;
         for (j, target) in image.targets.iter().enumerate() {
             let pred = &predicted[j * s * s..(j + 1) * s * s];
-            if let Some(c) = sample_click(&target.mask, pred, s, options.click_from_gt, rng) {
+            let click = correction_click(&target.mask, pred, s, options.click_from_gt, options.center_clicks, rng);
+            if let Some(c) = click {
                 clicks[j].push((c.x, c.y, c.label));
             }
             mask_inputs[j] = Some(out.low_res_logits.narrow(0, j, 1)?);
