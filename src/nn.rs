@@ -22,14 +22,45 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Inference on a few rows (a sentence's tokens) on the CPU in f32: the
+    /// weight-streaming kernel of [`crate::kernels::linear_few_rows`].
+    fn few_rows(&self, x: &Tensor, rows: usize) -> Option<Result<Tensor>> {
+        let w = self.0.weight();
+        let eligible = rows <= crate::kernels::FEW_ROWS
+            && !x.track_op()
+            && !w.track_op()
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && w.dtype() == DType::F32
+            && w.is_contiguous();
+        if !eligible {
+            return None;
+        }
+        let in_dim = w.dim(1).ok()?;
+        Some((|| {
+            let y = crate::kernels::linear_few_rows(&x.reshape((rows, in_dim))?.contiguous()?, w)?;
+            match self.0.bias() {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            }
+        })())
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
+        let in_dim = dims[dims.len() - 1];
+        let rows = x.elem_count() / in_dim.max(1);
+        if let Some(out) = self.few_rows(x, rows) {
+            let mut out_dims = dims.to_vec();
+            *out_dims.last_mut().expect("rank >= 1") = out.as_ref().map_or(0, |o| o.dims()[1]);
+            return out?.reshape(out_dims);
+        }
         if dims.len() <= 2 {
             return self.0.forward(x);
         }
-        let in_dim = dims[dims.len() - 1];
-        let rows = x.elem_count() / in_dim.max(1);
         let out = self.0.forward(&x.reshape((rows, in_dim))?)?;
         let mut out_dims = dims.to_vec();
         *out_dims.last_mut().expect("rank > 2") = out.dim(1)?;
@@ -309,7 +340,17 @@ mod tests {
     #[test]
     fn fused_attention_equals_composed_attention() -> Result<()> {
         let dev = Device::Cpu;
-        for (b, h, lq, lk, d) in [(1, 2, 1100, 1000, 8), (300, 2, 40, 50, 4)] {
+        // d = 16 / 32 / 64 take the tiled AVX-512 kernel where the CPU has
+        // it: key counts off its 64-key tile, query counts off its 4-row tile.
+        let shapes = [
+            (1, 2, 1100, 1000, 8),
+            (300, 2, 40, 50, 4),
+            (1, 2, 201, 150, 32),
+            (2, 3, 67, 129, 16),
+            (3, 1, 6, 64, 64),
+            (2, 2, 130, 9, 32),
+        ];
+        for (b, h, lq, lk, d) in shapes {
             let q = Tensor::randn(0f32, 1.0, (b, h, lq, d), &dev)?;
             let k = Tensor::randn(0f32, 1.0, (b, h, lk, d), &dev)?;
             let v = Tensor::randn(0f32, 1.0, (b, h, lk, d), &dev)?;
@@ -336,6 +377,39 @@ mod tests {
         let masked = scaled_dot_product_attention(&q, &k, &v, Some(&mask))?;
         let truncated = scaled_dot_product_attention(&q, &k.narrow(2, 0, 3)?, &v.narrow(2, 0, 3)?, None)?;
         assert!(max_diff(&masked, &truncated) < 1e-6);
+        Ok(())
+    }
+
+    /// The few-rows kernel equals Candle's matrix product, for row counts up
+    /// to the limit, inputs of rank 2 and 3, widths off the 16-lane vector,
+    /// with and without a bias; more rows, and tracked inputs, take Candle's path.
+    #[test]
+    fn few_rows_linear_equals_candle_linear() -> Result<()> {
+        let dev = Device::Cpu;
+        for (rows, k, n, bias) in [
+            (1, 768, 3072, true),
+            (10, 37, 5, false),
+            (32, 64, 130, true),
+            (33, 16, 8, true),
+        ] {
+            let w = Tensor::randn(0f32, 0.1, (n, k), &dev)?;
+            let b = bias.then(|| Tensor::randn(0f32, 1.0, n, &dev)).transpose()?;
+            let ours = Linear(candle_nn::Linear::new(w.clone(), b.clone()));
+            let theirs = candle_nn::Linear::new(w, b);
+            let x = Tensor::randn(0f32, 1.0, (rows, k), &dev)?;
+            let diff = max_diff(&ours.forward(&x)?, &theirs.forward(&x)?);
+            assert!(diff < 1e-4, "{rows} x {k} -> {n}: differs by {diff}");
+            let x3 = x.reshape((1, rows, k))?;
+            let y3 = ours.forward(&x3)?;
+            assert_eq!(y3.dims(), &[1, rows, n]);
+            assert!(max_diff(&y3.squeeze(0)?, &theirs.forward(&x)?) < 1e-4);
+        }
+        // Gradients flow through the differentiable path.
+        let w = candle_core::Var::randn(0f32, 0.1, (4, 8), &dev)?;
+        let layer = Linear(candle_nn::Linear::new(w.as_tensor().clone(), None));
+        let x = Tensor::randn(0f32, 1.0, (3, 8), &dev)?;
+        let grads = layer.forward(&x)?.sum_all()?.backward()?;
+        assert!(grads.get(w.as_tensor()).is_some());
         Ok(())
     }
 
