@@ -93,7 +93,7 @@ impl CustomOp3 for FusedAttention {
                 &b[g * lk..(g + 1) * lk]
             });
             if let Some(kernel) = TiledKernel::for_head_dim(d) {
-                let keys = TransposedKeys::new(k_row, lk, d);
+                let keys = TransposedKeys::new(k_row, lk, d, bias);
                 out_row
                     .par_chunks_mut(QUERY_BLOCK * d)
                     .enumerate()
@@ -104,7 +104,7 @@ impl CustomOp3 for FusedAttention {
                         // SAFETY: `for_head_dim` returned a kernel only on a
                         // CPU with AVX-512F, and the slices match `rows`,
                         // `lk` and `d` as the kernel requires.
-                        unsafe { kernel.attend(q, &keys, v_row, bias, self.scale, rows, scores, o) };
+                        unsafe { kernel.attend(q, &keys, v_row, self.scale, rows, scores, o) };
                     });
                 return;
             }
@@ -303,23 +303,33 @@ const ROW_TILE: usize = 4;
 
 /// One head's keys as a `d x lk_padded` row-major matrix (zero columns up
 /// to a multiple of [`KEY_TILE`]): each step of the score kernel then loads
-/// whole vectors of consecutive keys.
+/// whole vectors of consecutive keys. `bias` holds the additive key bias
+/// over the padded length: the caller's bias (or 0) for real keys, minus
+/// infinity for the padding, so padded keys get exactly zero weight.
 struct TransposedKeys {
     data: Vec<f32>,
+    bias: Vec<f32>,
     lk: usize,
     padded: usize,
 }
 
 impl TransposedKeys {
-    fn new(k: &[f32], lk: usize, d: usize) -> Self {
+    fn new(k: &[f32], lk: usize, d: usize, bias: Option<&[f32]>) -> Self {
         let padded = lk.div_ceil(KEY_TILE) * KEY_TILE;
         let mut data = vec![0f32; d * padded];
-        for (j, key) in k.chunks_exact(d).enumerate() {
+        for (j, key) in k.chunks_exact(d).enumerate().take(lk) {
             for (i, &x) in key.iter().enumerate() {
                 data[i * padded + j] = x;
             }
         }
-        Self { data, lk, padded }
+        let bias = (0..padded)
+            .map(|j| match (j < lk, bias) {
+                (false, _) => f32::NEG_INFINITY,
+                (true, Some(b)) => b[j],
+                (true, None) => 0.0,
+            })
+            .collect();
+        Self { data, bias, lk, padded }
     }
 }
 
@@ -367,7 +377,6 @@ impl TiledKernel {
         q: &[f32],
         keys: &TransposedKeys,
         v: &[f32],
-        bias: Option<&[f32]>,
         scale: f32,
         rows: usize,
         scores: &mut Vec<f32>,
@@ -375,13 +384,13 @@ impl TiledKernel {
     ) {
         #[cfg(target_arch = "x86_64")]
         match self {
-            Self::D16 => attend_tiled_avx512::<1>(q, keys, v, bias, scale, rows, scores, out),
-            Self::D32 => attend_tiled_avx512::<2>(q, keys, v, bias, scale, rows, scores, out),
-            Self::D64 => attend_tiled_avx512::<4>(q, keys, v, bias, scale, rows, scores, out),
+            Self::D16 => attend_tiled_avx512::<1>(q, keys, v, scale, rows, scores, out),
+            Self::D32 => attend_tiled_avx512::<2>(q, keys, v, scale, rows, scores, out),
+            Self::D64 => attend_tiled_avx512::<4>(q, keys, v, scale, rows, scores, out),
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (q, keys, v, bias, scale, rows, scores, out);
+            let _ = (q, keys, v, scale, rows, scores, out);
             unreachable!("for_head_dim gives no tiled kernel off x86-64")
         }
     }
@@ -389,19 +398,20 @@ impl TiledKernel {
 
 /// The tiled kernel with explicit AVX-512 registers (`VECS` 16-lane vectors
 /// per head, `d = 16 * VECS`). Written with intrinsics because the compiler
-/// keeps plain accumulator arrays on the stack.
+/// keeps plain accumulator arrays on the stack. Three passes over a block's
+/// scores: the products store them with the key bias added and track each
+/// row's maximum; one pass takes the exponentials and their sum; the
+/// weighted sum of the values divides by that sum at the end.
 ///
 /// # Safety
 /// The CPU must support AVX-512F and FMA; `q` holds `rows x d` values, `v`
 /// at least `lk x d`, `out` `rows x d`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn attend_tiled_avx512<const VECS: usize>(
     q: &[f32],
     keys: &TransposedKeys,
     v: &[f32],
-    bias: Option<&[f32]>,
     scale: f32,
     rows: usize,
     scores: &mut Vec<f32>,
@@ -411,16 +421,27 @@ unsafe fn attend_tiled_avx512<const VECS: usize>(
     let d = 16 * VECS;
     let (lk, padded) = (keys.lk, keys.padded);
     assert!(q.len() >= rows * d && out.len() >= rows * d && v.len() >= lk * d);
-    assert!(keys.data.len() >= d * padded && padded.is_multiple_of(KEY_TILE));
+    assert!(keys.data.len() >= d * padded && keys.bias.len() == padded && padded.is_multiple_of(KEY_TILE));
     scores.resize(rows * padded, 0.0);
     let kt = keys.data.as_ptr();
+    let bp = keys.bias.as_ptr();
     let sp = scores.as_mut_ptr();
     let scale_v = _mm512_set1_ps(scale);
-    // Scores, ROW_TILE queries x KEY_TILE keys at a time. A last tile with
-    // fewer queries repeats its last query and drops the extra rows.
+    let mut inverse_sums = [0f32; QUERY_BLOCK];
+    let mut inverse_sums_heap = Vec::new();
+    let inverse_sums: &mut [f32] = if rows <= QUERY_BLOCK {
+        &mut inverse_sums[..rows]
+    } else {
+        inverse_sums_heap.resize(rows, 0.0);
+        &mut inverse_sums_heap
+    };
+    // Scores plus bias, ROW_TILE queries x KEY_TILE keys at a time, and the
+    // row maxima. A last tile with fewer queries repeats its last query
+    // and drops the extra rows.
     for r0 in (0..rows).step_by(ROW_TILE) {
         let live = (rows - r0).min(ROW_TILE);
         let qp: [*const f32; ROW_TILE] = std::array::from_fn(|t| q.as_ptr().add((r0 + t.min(live - 1)) * d));
+        let mut maxima = [_mm512_set1_ps(f32::NEG_INFINITY); ROW_TILE];
         for j0 in (0..padded).step_by(KEY_TILE) {
             let mut acc = [[_mm512_setzero_ps(); 4]; ROW_TILE];
             for i in 0..d {
@@ -438,22 +459,28 @@ unsafe fn attend_tiled_avx512<const VECS: usize>(
                     }
                 }
             }
-            for (t, a) in acc.iter().enumerate().take(live) {
+            let bias: [__m512; 4] = std::array::from_fn(|c| _mm512_loadu_ps(bp.add(j0 + 16 * c)));
+            for t in 0..live {
                 let dst = sp.add((r0 + t) * padded + j0);
-                for (c, &x) in a.iter().enumerate() {
-                    _mm512_storeu_ps(dst.add(16 * c), _mm512_mul_ps(x, scale_v));
+                for c in 0..4 {
+                    let s = _mm512_fmadd_ps(acc[t][c], scale_v, bias[c]);
+                    maxima[t] = _mm512_max_ps(maxima[t], s);
+                    _mm512_storeu_ps(dst.add(16 * c), s);
                 }
             }
         }
-    }
-    for r in 0..rows {
-        let row = &mut scores[r * padded..r * padded + lk];
-        if let Some(bias) = bias {
-            for (s, b) in row.iter_mut().zip(bias) {
-                *s += b;
+        // Exponentials (padded keys give exactly 0) and their sums.
+        for t in 0..live {
+            let max = _mm512_set1_ps(_mm512_reduce_max_ps(maxima[t]));
+            let row = sp.add((r0 + t) * padded);
+            let mut sum = _mm512_setzero_ps();
+            for j in (0..padded).step_by(16) {
+                let y = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(row.add(j)), max));
+                sum = _mm512_add_ps(sum, y);
+                _mm512_storeu_ps(row.add(j), y);
             }
+            inverse_sums[r0 + t] = 1.0 / _mm512_reduce_add_ps(sum);
         }
-        softmax_avx512_explicit(row);
     }
     // Weighted sum of the values, ROW_TILE queries at a time.
     let sp = scores.as_ptr();
@@ -474,8 +501,9 @@ unsafe fn attend_tiled_avx512<const VECS: usize>(
         }
         for (t, a) in acc.iter().enumerate().take(live) {
             let dst = out.as_mut_ptr().add((r0 + t) * d);
+            let inv = _mm512_set1_ps(inverse_sums[r0 + t]);
             for (c, &x) in a.iter().enumerate() {
-                _mm512_storeu_ps(dst.add(16 * c), x);
+                _mm512_storeu_ps(dst.add(16 * c), _mm512_mul_ps(x, inv));
             }
         }
     }
@@ -658,9 +686,9 @@ mod tests {
                 let scale = 1.0 / (d as f32).sqrt();
                 let (mut want, mut got) = (vec![0f32; rows * d], vec![0f32; rows * d]);
                 attend_block(&q, &k, &v, Some(&bias), scale, rows, lk, d, &mut Vec::new(), &mut want);
-                let keys = TransposedKeys::new(&k, lk, d);
+                let keys = TransposedKeys::new(&k, lk, d, Some(&bias));
                 // SAFETY: the features were checked above; sizes as built.
-                unsafe { kernel.attend(&q, &keys, &v, Some(&bias), scale, rows, &mut Vec::new(), &mut got) };
+                unsafe { kernel.attend(&q, &keys, &v, scale, rows, &mut Vec::new(), &mut got) };
                 let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
                 assert!(worst < 1e-5, "{rows} x {lk} x {d}: differs by {worst}");
             }
