@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::config::RsamConfig;
 use crate::model::{LoadOptions, Point, Prompt, Rsam};
-use crate::models::rsam::RsamModel;
+use crate::models::prompt_encoder::LABEL_PAD;
+use crate::models::rsam::{DecodeBatch, RsamModel, SparseBatch, TextBatch};
 use crate::preprocess::RgbImage;
 use crate::tokenizer::TextTokenizer;
 use crate::Result;
@@ -327,6 +328,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         options.iters,
         || model.decode(&features, std::slice::from_ref(&click)).map(|_| ()),
     )?);
+    timings.extend(decode_stages(&model, &features.embeddings, sentences[0], options)?);
 
     Ok(BenchReport {
         config: cfg.name.clone(),
@@ -339,6 +341,44 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         rss_peak_mib: peak_rss_bytes().map(|b| b as f64 / (1 << 20) as f64),
         timings,
     })
+}
+
+/// One sentence's decode split into its stages: the text encoder (BERT and
+/// its projection), the Two-Way Guidance Module, and the mask decoder with
+/// the prompt encoder. Named `stage_*`; their sum is close to `decode_text`
+/// at batch 1, which adds tokenising and post-processing.
+fn decode_stages(
+    model: &Rsam,
+    features: &crate::models::image_encoder::ImageFeatures,
+    sentence: &str,
+    options: &BenchOptions,
+) -> Result<Vec<Timing>> {
+    let m = &model.model;
+    let ids = model.tokenizer.encode(sentence)?;
+    let texts = TextBatch::new(&[ids], m.device())?;
+    let (warmup, iters) = (options.warmup, options.iters);
+    let text_features = m.encode_text(&texts)?;
+    let guided = m.guide(&features.image_embed, &text_features.to_dtype(m.dtype())?, &texts)?;
+    let batch = DecodeBatch {
+        // What a text-only prompt decodes with: the empty point input and
+        // the padding point, both padding labels.
+        sparse: SparseBatch::from_rows(&[vec![(0.0, 0.0, LABEL_PAD); 2]], m.device())?,
+        text_rows: vec![Some(0)],
+        texts: Some(texts.clone()),
+        mask_inputs: vec![None],
+    };
+    Ok(vec![
+        time("stage_text_encoder", 1, warmup, iters, || {
+            synchronize(&m.encode_text(&texts)?)
+        })?,
+        time("stage_twgm", 1, warmup, iters, || {
+            let (_, image) = m.guide(&features.image_embed, &text_features.to_dtype(m.dtype())?, &texts)?;
+            synchronize(&image)
+        })?,
+        time("stage_mask_decoder", 1, warmup, iters, || {
+            synchronize(&m.decode_guided(features, Some(&guided), &batch)?.low_res_logits)
+        })?,
+    ])
 }
 
 /// Waits for queued device work (CUDA is asynchronous) by reading one value.

@@ -365,3 +365,51 @@ fn convert_rejects_a_checkpoint_that_does_not_match_the_config() {
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown preset"));
 }
+
+/// `rsam bench` on the tiny model's config: every measurement is reported
+/// with sane statistics (speed itself is recorded in BENCHMARKS.md, never
+/// asserted), including the per-stage split of a decode.
+#[test]
+fn bench_reports_every_measurement() {
+    let config = tiny_dir().join("config.json");
+    let out = rsam(&[
+        "bench",
+        "--config",
+        config.to_str().unwrap(),
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--decode-batches",
+        "1,2",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<(String, u64)> = report["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_string(), t["batch"].as_u64().unwrap()))
+        .collect();
+    let expected = [
+        ("encode", 1),
+        ("decode_text", 1),
+        ("decode_text", 2),
+        ("decode_text_click_mask", 1),
+        ("stage_text_encoder", 1),
+        ("stage_twgm", 1),
+        ("stage_mask_decoder", 1),
+    ];
+    let expected: Vec<(String, u64)> = expected.iter().map(|(n, b)| (n.to_string(), *b)).collect();
+    assert_eq!(names, expected);
+    for t in report["timings"].as_array().unwrap() {
+        let (min, median, max) = (
+            t["min_ms"].as_f64().unwrap(),
+            t["median_ms"].as_f64().unwrap(),
+            t["max_ms"].as_f64().unwrap(),
+        );
+        assert!(0.0 < min && min <= median && median <= max, "{t}");
+        assert_eq!(t["iters"], 2);
+    }
+    assert!(report["parameters"].as_u64().unwrap() > 0);
+}
