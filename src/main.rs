@@ -372,11 +372,6 @@ fn train(args: rsam::train::TrainArgs) -> anyhow::Result<()> {
     print_line(&serde_json::to_string(&summary)?)
 }
 
-/// Candle asks for its thread count on every matrix product and, unless
-/// `RAYON_NUM_THREADS` is set, counts physical cores by reading
-/// `/proc/cpuinfo` each time (8 % of a training run's CPU time, measured with
-/// perf). Counting once at start-up, before any thread exists, gives the same
-/// number for free.
 /// mimalloc's `mi_option_purge_delay` (the same index in its v2 and v3
 /// headers; libmimalloc-sys names no constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
@@ -395,9 +390,24 @@ fn keep_freed_memory() {
     }
 }
 
+/// Candle asks for its thread count on every matrix product and, unless
+/// `RAYON_NUM_THREADS` is set, counts physical cores by reading
+/// `/proc/cpuinfo` each time (8 % of a training run's CPU time, measured with
+/// perf). Counting once at start-up, before any thread exists, gives the same
+/// number for free.
 fn pin_thread_count() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         let threads = candle_core::utils::get_num_threads();
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    // Candle 0.11 runs element-wise operations on its own pool of
+    // core-pinned threads that spin (25,000 rounds) after every operation,
+    // beside rayon's threads that run the matrix products and our kernels:
+    // every spinning worker takes a core from them. One thread (no pool;
+    // element-wise operations run on the calling thread) measured decode
+    // 250 -> 210 ms and a training step ~3 -> ~2 s on two cores, encode
+    // unchanged. CANDLE_NUM_THREADS overrides.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 }
