@@ -5,8 +5,8 @@
 //! cannot land.
 //!
 //! The floors sit well below what the model measures here (113 held-out
-//! sentences: mIoU 0.576 from the text, 0.823 after two clicks; one click on
-//! 41 objects: 0.765; on 300 scenes in BENCHMARKS.md: 0.570 / 0.817) and far
+//! sentences: mIoU 0.640 from the text, 0.826 after two clicks; one click on
+//! 41 objects: 0.781; on 300 scenes in BENCHMARKS.md: 0.604 / 0.821) and far
 //! above chance: an empty or random mask scores an mIoU of a few percent.
 
 use std::path::{Path, PathBuf};
