@@ -243,6 +243,7 @@ impl CustomOp2 for FewRowsLinear {
         }
         let (x, w) = (f32_slice(xs, xl, "x")?, f32_slice(ws, wl, "weight")?);
         // Outputs transposed (n x m): each task fills whole rows of it.
+        let dot = dot_kernel();
         let mut out_t = vec![0f32; n * m];
         out_t
             .par_chunks_mut(OUTPUT_CHUNK * m.max(1))
@@ -266,15 +267,17 @@ impl CustomOp2 for FewRowsLinear {
     }
 }
 
-/// Dot product with [`LANES`] partial sums (vectorised on any x86-64; with
-/// AVX-512 where the CPU has it).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+/// The dot product for this CPU: [`LANES`] partial sums, vectorised on any
+/// x86-64 and with AVX-512 where the CPU has it. Chosen once per matrix
+/// product, not once per dot product.
+fn dot_kernel() -> fn(&[f32], &[f32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU supports the feature the function enables.
-        return unsafe { dot_avx512(a, b) };
+        // SAFETY (of the call inside): the CPU supports the feature
+        // `dot_avx512` enables.
+        return |a, b| unsafe { dot_avx512(a, b) };
     }
-    dot_portable(a, b)
+    dot_portable
 }
 
 #[cfg(target_arch = "x86_64")]
