@@ -430,14 +430,7 @@ unsafe fn attend_tiled_avx512<const VECS: usize>(
     let bp = keys.bias.as_ptr();
     let sp = scores.as_mut_ptr();
     let scale_v = _mm512_set1_ps(scale);
-    let mut inverse_sums = [0f32; QUERY_BLOCK];
-    let mut inverse_sums_heap = Vec::new();
-    let inverse_sums: &mut [f32] = if rows <= QUERY_BLOCK {
-        &mut inverse_sums[..rows]
-    } else {
-        inverse_sums_heap.resize(rows, 0.0);
-        &mut inverse_sums_heap
-    };
+    let mut inverse_sums = vec![0f32; rows];
     // Scores plus bias, ROW_TILE queries x KEY_TILE keys at a time, and the
     // row maxima. A last tile with fewer queries repeats its last query
     // and drops the extra rows.

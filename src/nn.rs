@@ -37,14 +37,21 @@ impl Linear {
         if !eligible {
             return None;
         }
-        let in_dim = w.dim(1).ok()?;
-        Some((|| {
-            let y = crate::kernels::linear_few_rows(&x.reshape((rows, in_dim))?.contiguous()?, w)?;
-            match self.0.bias() {
-                Some(b) => y.broadcast_add(b),
-                None => Ok(y),
-            }
-        })())
+        Some(self.few_rows_unchecked(x, rows))
+    }
+
+    /// `x W^T + b` through the few-rows kernel, shaped like `x` with its
+    /// last dimension replaced by the output width.
+    fn few_rows_unchecked(&self, x: &Tensor, rows: usize) -> Result<Tensor> {
+        let (w, dims) = (self.0.weight(), x.dims());
+        let (out_dim, in_dim) = w.dims2()?;
+        let mut y = crate::kernels::linear_few_rows(&x.reshape((rows, in_dim))?.contiguous()?, w)?;
+        if let Some(b) = self.0.bias() {
+            y = y.broadcast_add(b)?;
+        }
+        let mut out_dims = dims.to_vec();
+        *out_dims.last_mut().expect("rank >= 1") = out_dim;
+        y.reshape(out_dims)
     }
 }
 
@@ -54,9 +61,7 @@ impl Module for Linear {
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         if let Some(out) = self.few_rows(x, rows) {
-            let mut out_dims = dims.to_vec();
-            *out_dims.last_mut().expect("rank >= 1") = out.as_ref().map_or(0, |o| o.dims()[1]);
-            return out?.reshape(out_dims);
+            return out;
         }
         if dims.len() <= 2 {
             return self.0.forward(x);
