@@ -264,11 +264,12 @@ pub fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&
     softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
 }
 
-/// Exact (erf) GELU. Candle's CPU unary kernels run on one thread; this
-/// splits large f32 inputs across the thread pool with the same formula.
+/// Exact (erf) GELU. Candle's CPU unary kernels run on one thread and call
+/// libm's `erff` per value; inference on the CPU in f32 runs
+/// [`crate::kernels::gelu_erf_slice`] (a vectorised erf) over the thread
+/// pool instead. Gradients and other devices use Candle's op.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    const PARALLEL_MIN: usize = 1 << 16;
-    if x.track_op() || !x.device().is_cpu() || x.dtype() != DType::F32 || x.elem_count() < PARALLEL_MIN {
+    if x.track_op() || !x.device().is_cpu() || x.dtype() != DType::F32 {
         return x.gelu_erf();
     }
     x.contiguous()?.apply_op1_no_bwd(&ParallelGeluErf)
@@ -298,11 +299,7 @@ impl candle_core::CustomOp1 for ParallelGeluErf {
         let mut dst = vec![0f32; src.len()];
         dst.par_chunks_mut(1 << 14)
             .zip(src.par_chunks(1 << 14))
-            .for_each(|(d, s)| {
-                for (o, &v) in d.iter_mut().zip(s) {
-                    *o = (candle_core::cpu::erf::erf_f32(v * std::f32::consts::FRAC_1_SQRT_2) + 1.) * 0.5 * v;
-                }
-            });
+            .for_each(|(d, s)| crate::kernels::gelu_erf_slice(s, d));
         Ok((candle_core::CpuStorage::F32(dst), layout.shape().clone()))
     }
 }
@@ -420,8 +417,20 @@ mod tests {
 
     #[test]
     fn parallel_gelu_equals_candle_gelu() -> Result<()> {
-        let x = Tensor::randn(0f32, 3.0, (7, 50_000), &Device::Cpu)?;
-        assert_eq!(max_diff(&gelu_erf(&x)?, &x.gelu_erf()?), 0.0);
+        // Candle's op calls libm's erff; the fast path's erf is within 6e-8
+        // of the exact value, so the two GELUs differ by at most ~1e-7 x |x|
+        // plus the rounding of the result.
+        for shape in [(7usize, 50_000usize), (3, 5)] {
+            let x = Tensor::randn(0f32, 3.0, shape, &Device::Cpu)?;
+            let fast = gelu_erf(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            let reference = x.gelu_erf()?.flatten_all()?.to_vec1::<f32>()?;
+            for ((a, b), v) in fast.iter().zip(&reference).zip(x.flatten_all()?.to_vec1::<f32>()?) {
+                assert!(
+                    (a - b).abs() <= 1e-7 * v.abs() + 2.0 * f32::EPSILON * b.abs(),
+                    "gelu({v}): {a} vs {b}"
+                );
+            }
+        }
         Ok(())
     }
 

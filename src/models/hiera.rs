@@ -6,7 +6,7 @@
 //! with windowed (zero-padded) or global attention and query max-pooling at
 //! each stage transition.
 
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use crate::config::RsamConfig;
@@ -63,6 +63,11 @@ fn max_pool_nhwc(x: &Tensor, stride: usize) -> Result<Tensor> {
         let (ph, pw) = (h / stride, w / stride);
         let x = x.narrow(1, 0, ph * stride)?.narrow(2, 0, pw * stride)?;
         return x.reshape((b, ph, stride, pw, stride, c))?.max(4)?.max(2);
+    }
+    // Inference on the CPU pools in place of the channels-last layout;
+    // Candle's max_pool2d wants channels first (two full copies).
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return crate::kernels::max_pool_nhwc(&x.contiguous()?, stride);
     }
     x.permute((0, 3, 1, 2))?.max_pool2d(stride)?.permute((0, 2, 3, 1))
 }
