@@ -15,10 +15,13 @@ use rayon::prelude::*;
 /// Queries per block: 64 x 2,500 scores = 640 kB, within L2.
 const QUERY_BLOCK: usize = 64;
 
-/// `softmax(q k^T * scale + bias) v` for contiguous f32 CPU tensors
-/// `q`: N x Lq x D, `k` / `v`: N x Lk x D. `key_bias`, when given, holds
-/// `groups x Lk` additive values; row `n` uses `key_bias[n / (N / groups)]`
-/// (one row per batch element shared by its heads).
+/// `softmax(q k^T * scale + bias) v` for f32 CPU tensors `q`: B x H x Lq x
+/// D, `k` / `v`: B x H x Lk x D, read in place: any strides, as long as
+/// each head's D values are consecutive (so the heads of a packed `qkv`
+/// projection need no copies). `key_bias`, when given, holds `groups x Lk`
+/// additive values; head `n` of the B x H flattened heads uses
+/// `key_bias[n / (B * H / groups)]` (one row per batch element shared by
+/// its heads). The output is contiguous B x H x Lq x D.
 pub fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32, key_bias: Option<Vec<f32>>) -> Result<Tensor> {
     q.apply_op3_no_bwd(k, v, &FusedAttention { scale, key_bias })
 }
@@ -41,6 +44,69 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str, what: &str)
     Ok(&data[start..end])
 }
 
+/// Rows of `d` consecutive values, `stride` values apart: one head's
+/// queries, keys or values inside a larger tensor.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    data: &'a [f32],
+    stride: usize,
+}
+
+impl<'a> Rows<'a> {
+    /// The rows from `first` on.
+    fn skip(self, first: usize) -> Rows<'a> {
+        Rows {
+            data: &self.data[(first * self.stride).min(self.data.len())..],
+            stride: self.stride,
+        }
+    }
+
+    /// Row `i` (`d` values).
+    fn row(&self, i: usize, d: usize) -> &'a [f32] {
+        &self.data[i * self.stride..i * self.stride + d]
+    }
+
+    /// Whether `rows` rows of `d` values lie inside `data`.
+    fn holds(&self, rows: usize, d: usize) -> bool {
+        rows == 0 || (rows - 1) * self.stride + d <= self.data.len()
+    }
+}
+
+/// A B x H x L x D f32 operand read in place.
+struct Heads<'a> {
+    data: &'a [f32],
+    dims: (usize, usize, usize, usize),
+    strides: [usize; 3],
+}
+
+impl<'a> Heads<'a> {
+    fn new(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<Self> {
+        let data = match storage {
+            CpuStorage::F32(v) => v.as_slice(),
+            _ => candle_core::bail!("fused attention: {what} must be f32"),
+        };
+        let dims = layout.shape().dims4()?;
+        let stride = layout.stride();
+        if dims.3 > 1 && stride[3] != 1 {
+            candle_core::bail!("fused attention: the head values of {what} must be consecutive");
+        }
+        Ok(Self {
+            data: &data[layout.start_offset()..],
+            dims,
+            strides: [stride[0], stride[1], stride[2]],
+        })
+    }
+
+    /// The rows of head `n` of the B x H flattened heads.
+    fn head(&self, n: usize) -> Rows<'a> {
+        let (b, h) = (n / self.dims.1, n % self.dims.1);
+        Rows {
+            data: &self.data[(b * self.strides[0] + h * self.strides[1]).min(self.data.len())..],
+            stride: self.strides[2],
+        }
+    }
+}
+
 impl CustomOp3 for FusedAttention {
     fn name(&self) -> &'static str {
         "fused-attention"
@@ -55,9 +121,14 @@ impl CustomOp3 for FusedAttention {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (n, lq, d) = ql.shape().dims3()?;
-        let (nk, lk, dk) = kl.shape().dims3()?;
-        if nk != n || dk != d || vl.shape().dims3()? != (n, lk, d) {
+        let (q, k, v) = (
+            Heads::new(qs, ql, "q")?,
+            Heads::new(ks, kl, "k")?,
+            Heads::new(vs, vl, "v")?,
+        );
+        let (b, h, lq, d) = q.dims;
+        let lk = k.dims.2;
+        if k.dims != (b, h, lk, d) || v.dims != k.dims {
             candle_core::bail!(
                 "fused attention: q {:?}, k {:?}, v {:?} do not match",
                 ql.shape(),
@@ -65,11 +136,7 @@ impl CustomOp3 for FusedAttention {
                 vl.shape()
             );
         }
-        let (q, k, v) = (
-            f32_slice(qs, ql, "fused attention", "q")?,
-            f32_slice(ks, kl, "fused attention", "k")?,
-            f32_slice(vs, vl, "fused attention", "v")?,
-        );
+        let n = b * h;
         let per_group = match &self.key_bias {
             Some(bias) => {
                 let groups = bias.len() / lk.max(1);
@@ -84,62 +151,47 @@ impl CustomOp3 for FusedAttention {
             None => 1,
         };
         let mut out = vec![0f32; n * lq * d];
-        // Tasks: rows (batch x head), then blocks of queries within a row;
+        if out.is_empty() {
+            return Ok((CpuStorage::F32(out), Shape::from((b, h, lq, d))));
+        }
+        // Tasks: heads (batch x head), then blocks of queries within a head;
         // each writes its own slice of `out`.
-        out.par_chunks_mut(lq * d).enumerate().for_each(|(row, out_row)| {
-            let q_row = &q[row * lq * d..(row + 1) * lq * d];
-            let k_row = &k[row * lk * d..(row + 1) * lk * d];
-            let v_row = &v[row * lk * d..(row + 1) * lk * d];
+        out.par_chunks_mut(lq * d).enumerate().for_each(|(head, out_head)| {
+            let (q_head, k_head, v_head) = (q.head(head), k.head(head), v.head(head));
+            assert!(q_head.holds(lq, d) && k_head.holds(lk, d) && v_head.holds(lk, d));
             let bias = self.key_bias.as_ref().map(|b| {
-                let g = row / per_group;
+                let g = head / per_group;
                 &b[g * lk..(g + 1) * lk]
             });
-            if let Some(kernel) = TiledKernel::for_head_dim(d) {
-                let keys = TransposedKeys::new(k_row, lk, d, bias);
-                out_row
-                    .par_chunks_mut(QUERY_BLOCK * d)
-                    .enumerate()
-                    .for_each_init(Vec::new, |scores, (blk, o)| {
-                        let q0 = blk * QUERY_BLOCK;
-                        let rows = o.len() / d;
-                        let q = &q_row[q0 * d..(q0 + rows) * d];
-                        // SAFETY: `for_head_dim` returned a kernel only on a
-                        // CPU with AVX-512F, and the slices match `rows`,
-                        // `lk` and `d` as the kernel requires.
-                        unsafe { kernel.attend(q, &keys, v_row, self.scale, rows, scores, o) };
-                    });
-                return;
-            }
-            out_row
+            let kernel = TiledKernel::for_head_dim(d);
+            let keys = kernel.map(|_| TransposedKeys::new(k_head, lk, d, bias));
+            out_head
                 .par_chunks_mut(QUERY_BLOCK * d)
                 .enumerate()
                 .for_each_init(Vec::new, |scores, (blk, o)| {
-                    let q0 = blk * QUERY_BLOCK;
                     let rows = o.len() / d;
-                    attend_block(
-                        &q_row[q0 * d..(q0 + rows) * d],
-                        k_row,
-                        v_row,
-                        bias,
-                        self.scale,
-                        rows,
-                        lk,
-                        d,
-                        scores,
-                        o,
-                    );
+                    let q = q_head.skip(blk * QUERY_BLOCK);
+                    match (kernel, &keys) {
+                        // SAFETY: `for_head_dim` returned a kernel only on a
+                        // CPU with AVX-512F, and the operands hold `rows`,
+                        // `lk` and `d` as checked above.
+                        (Some(kernel), Some(keys)) => unsafe {
+                            kernel.attend(q, keys, v_head, self.scale, rows, scores, o)
+                        },
+                        _ => attend_block(q, k_head, v_head, bias, self.scale, rows, lk, d, scores, o),
+                    }
                 });
         });
-        Ok((CpuStorage::F32(out), Shape::from((n, lq, d))))
+        Ok((CpuStorage::F32(out), Shape::from((b, h, lq, d))))
     }
 }
 
 /// One block: `rows` queries against all `lk` keys.
 #[allow(clippy::too_many_arguments)]
 fn attend_block(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    q: Rows,
+    k: Rows,
+    v: Rows,
     bias: Option<&[f32]>,
     scale: f32,
     rows: usize,
@@ -148,10 +200,11 @@ fn attend_block(
     scores: &mut Vec<f32>,
     out: &mut [f32],
 ) {
+    assert!(q.holds(rows, d) && k.holds(lk, d) && v.holds(lk, d) && out.len() >= rows * d);
     scores.resize(rows * lk, 0.0);
     // scores = scale * q k^T (rows x lk, row-major). SAFETY: every pointer
-    // and stride below describes memory inside the slices, whose lengths
-    // the caller derived from the same dimensions.
+    // and stride below describes memory inside the operands (checked
+    // above).
     unsafe {
         gemm::gemm(
             rows,
@@ -161,11 +214,11 @@ fn attend_block(
             1,
             lk as isize,
             false,
-            q.as_ptr(),
+            q.data.as_ptr(),
             1,
-            d as isize,
-            k.as_ptr(),
-            d as isize,
+            q.stride as isize,
+            k.data.as_ptr(),
+            k.stride as isize,
             1,
             0.0,
             scale,
@@ -197,9 +250,9 @@ fn attend_block(
             scores.as_ptr(),
             1,
             lk as isize,
-            v.as_ptr(),
+            v.data.as_ptr(),
             1,
-            d as isize,
+            v.stride as isize,
             0.0,
             1.0,
             false,
@@ -322,11 +375,11 @@ struct TransposedKeys {
 }
 
 impl TransposedKeys {
-    fn new(k: &[f32], lk: usize, d: usize, bias: Option<&[f32]>) -> Self {
+    fn new(k: Rows, lk: usize, d: usize, bias: Option<&[f32]>) -> Self {
         let padded = lk.div_ceil(KEY_TILE) * KEY_TILE;
         let mut data = vec![0f32; d * padded];
-        for (j, key) in k.chunks_exact(d).enumerate().take(lk) {
-            for (i, &x) in key.iter().enumerate() {
+        for j in 0..lk {
+            for (i, &x) in k.row(j, d).iter().enumerate() {
                 data[i * padded + j] = x;
             }
         }
@@ -381,13 +434,13 @@ impl TiledKernel {
 
     /// # Safety
     /// The CPU must support AVX-512F and FMA (checked by [`Self::for_head_dim`]);
-    /// `q` holds `rows x d` values, `v` `lk x d`, `out` `rows x d`.
+    /// `q` holds `rows` rows of `d` values, `v` `lk`, `out` `rows x d` values.
     #[allow(clippy::too_many_arguments)]
     unsafe fn attend(
         self,
-        q: &[f32],
+        q: Rows,
         keys: &TransposedKeys,
-        v: &[f32],
+        v: Rows,
         scale: f32,
         rows: usize,
         scores: &mut Vec<f32>,
@@ -422,9 +475,9 @@ impl TiledKernel {
 #[target_feature(enable = "avx512f,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn attend_tiled_avx512<const VECS: usize>(
-    q: &[f32],
+    q: Rows,
     keys: &TransposedKeys,
-    v: &[f32],
+    v: Rows,
     scale: f32,
     rows: usize,
     tail: u16,
@@ -436,7 +489,7 @@ unsafe fn attend_tiled_avx512<const VECS: usize>(
     // Lane masks of the head's vectors: all lanes but in the last one.
     let masks: [__mmask16; VECS] = std::array::from_fn(|c| if c + 1 == VECS { tail } else { 0xffff });
     let (lk, padded) = (keys.lk, keys.padded);
-    assert!(q.len() >= rows * d && out.len() >= rows * d && v.len() >= lk * d);
+    assert!(q.holds(rows, d) && out.len() >= rows * d && v.holds(lk, d));
     assert!(keys.data.len() >= d * padded && keys.bias.len() == padded && padded.is_multiple_of(KEY_TILE));
     scores.resize(rows * padded, 0.0);
     let kt = keys.data.as_ptr();
@@ -449,7 +502,8 @@ unsafe fn attend_tiled_avx512<const VECS: usize>(
     // and drops the extra rows.
     for r0 in (0..rows).step_by(ROW_TILE) {
         let live = (rows - r0).min(ROW_TILE);
-        let qp: [*const f32; ROW_TILE] = std::array::from_fn(|t| q.as_ptr().add((r0 + t.min(live - 1)) * d));
+        let qp: [*const f32; ROW_TILE] =
+            std::array::from_fn(|t| q.data.as_ptr().add((r0 + t.min(live - 1)) * q.stride));
         let mut maxima = [_mm512_set1_ps(f32::NEG_INFINITY); ROW_TILE];
         for j0 in (0..padded).step_by(KEY_TILE) {
             let mut acc = [[_mm512_setzero_ps(); 4]; ROW_TILE];
@@ -493,13 +547,13 @@ unsafe fn attend_tiled_avx512<const VECS: usize>(
     }
     // Weighted sum of the values, ROW_TILE queries at a time.
     let sp = scores.as_ptr();
-    let vp = v.as_ptr();
+    let vp = v.data.as_ptr();
     for r0 in (0..rows).step_by(ROW_TILE) {
         let live = (rows - r0).min(ROW_TILE);
         let pp: [*const f32; ROW_TILE] = std::array::from_fn(|t| sp.add((r0 + t.min(live - 1)) * padded));
         let mut acc = [[_mm512_setzero_ps(); VECS]; ROW_TILE];
         for j in 0..lk {
-            let value = vp.add(j * d);
+            let value = vp.add(j * v.stride);
             let x: [__m512; VECS] = std::array::from_fn(|c| _mm512_maskz_loadu_ps(masks[c], value.add(16 * c)));
             for t in 0..ROW_TILE {
                 let w = _mm512_set1_ps(*pp[t].add(j));
@@ -672,6 +726,89 @@ fn exp(x: f32) -> f32 {
     }
 }
 
+/// `x W^T + b` for a contiguous f32 `x` (M x K), `W` (N x K) and `b` (N)
+/// as one `gemm` call that starts from the bias: the output is filled with
+/// `b` row by row and the product accumulated onto it. Candle's `Linear`
+/// zero-fills the output, multiplies, then adds the bias in a second full
+/// pass over the output (~5 % of the linear layers' time in an encode).
+pub fn linear_with_bias(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.apply_op3_no_bwd(w, b, &BiasedLinear)
+}
+
+struct BiasedLinear;
+
+impl CustomOp3 for BiasedLinear {
+    fn name(&self) -> &'static str {
+        "biased-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        const OP: &str = "biased linear";
+        let (m, k) = xl.shape().dims2()?;
+        let (n, kw) = wl.shape().dims2()?;
+        if kw != k || bl.shape().dims1()? != n {
+            candle_core::bail!(
+                "{OP}: x {:?}, weight {:?} and bias {:?} do not match",
+                xl.shape(),
+                wl.shape(),
+                bl.shape()
+            );
+        }
+        let (x, w, b) = (
+            f32_slice(xs, xl, OP, "x")?,
+            f32_slice(ws, wl, OP, "weight")?,
+            f32_slice(bs, bl, OP, "bias")?,
+        );
+        let mut dst = Vec::with_capacity(m * n);
+        for _ in 0..m {
+            dst.extend_from_slice(b);
+        }
+        if m > 0 && n > 0 && k > 0 {
+            let threads = candle_core::utils::get_num_threads();
+            let parallelism = if threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            };
+            // SAFETY: dst is m x n (row stride n), x is m x k (row stride
+            // k), and W^T is read from the n x k weight with row stride 1
+            // and column stride k; the slices hold exactly those elements.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    dst.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.as_ptr(),
+                    k as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
+            };
+        }
+        Ok((CpuStorage::F32(dst), Shape::from((m, n))))
+    }
+}
+
 /// `nn.MaxPool2d(stride, stride)` (floor mode: trailing rows and columns
 /// that do not fill a window are dropped) on a contiguous f32 B x H x W x C
 /// map, without Candle's detour through B x C x H x W and back (two full
@@ -833,6 +970,29 @@ unsafe fn erf_avx512(x: std::arch::x86_64::__m512, tables: &ErfTables) -> std::a
 mod tests {
     use super::*;
 
+    /// The one-call biased linear equals Candle's matmul + bias, also with
+    /// inner dimensions that `gemm` splits into several blocks.
+    #[test]
+    fn biased_linear_equals_candle_linear() -> Result<()> {
+        use candle_core::{Device, Module};
+        for (m, k, n) in [(40, 112, 336), (33, 3584, 70), (1, 5, 3), (100, 7, 1)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu)?;
+            let w = Tensor::randn(0f32, 0.1, (n, k), &Device::Cpu)?;
+            let b = Tensor::randn(0f32, 1.0, n, &Device::Cpu)?;
+            let fast = linear_with_bias(&x, &w, &b)?;
+            let reference = candle_nn::Linear::new(w, Some(b)).forward(&x)?;
+            let scale = reference.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (fast - reference)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff <= 1e-6 * scale.max(1.0), "{m} x {k} x {n}: differs by {diff}");
+        }
+        let x = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu)?;
+        let w = Tensor::zeros((4, 5), candle_core::DType::F32, &Device::Cpu)?;
+        let b = Tensor::zeros(4, candle_core::DType::F32, &Device::Cpu)?;
+        let err = linear_with_bias(&x, &w, &b).unwrap_err().to_string();
+        assert!(err.contains("biased linear") && err.contains("do not match"), "{err}");
+        Ok(())
+    }
+
     /// The NHWC max pool equals Candle's NCHW one (odd sizes drop the last
     /// row / column) and keeps NaN like PyTorch.
     #[test]
@@ -971,10 +1131,15 @@ mod tests {
                 let bias: Vec<f32> = (0..lk).map(|j| if j % 5 == 4 { -1e9 } else { 0.0 }).collect();
                 let scale = 1.0 / (d as f32).sqrt();
                 let (mut want, mut got) = (vec![0f32; rows * d], vec![0f32; rows * d]);
-                attend_block(&q, &k, &v, Some(&bias), scale, rows, lk, d, &mut Vec::new(), &mut want);
-                let keys = TransposedKeys::new(&k, lk, d, Some(&bias));
+                let (qr, kr, vr) = (
+                    Rows { data: &q, stride: d },
+                    Rows { data: &k, stride: d },
+                    Rows { data: &v, stride: d },
+                );
+                attend_block(qr, kr, vr, Some(&bias), scale, rows, lk, d, &mut Vec::new(), &mut want);
+                let keys = TransposedKeys::new(kr, lk, d, Some(&bias));
                 // SAFETY: the features were checked above; sizes as built.
-                unsafe { kernel.attend(&q, &keys, &v, scale, rows, &mut Vec::new(), &mut got) };
+                unsafe { kernel.attend(qr, &keys, vr, scale, rows, &mut Vec::new(), &mut got) };
                 let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
                 assert!(worst < 1e-5, "{rows} x {lk} x {d}: differs by {worst}");
             }

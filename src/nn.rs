@@ -55,12 +55,41 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Inference on many rows on the CPU in f32: one `gemm` call that starts
+    /// from the bias ([`crate::kernels::linear_with_bias`]).
+    fn biased_gemm(&self, x: &Tensor, rows: usize, in_dim: usize) -> Option<Result<Tensor>> {
+        let (w, b) = (self.0.weight(), self.0.bias()?);
+        let eligible = !x.track_op()
+            && !w.track_op()
+            && !b.track_op()
+            && x.device().is_cpu()
+            && [x.dtype(), w.dtype(), b.dtype()] == [DType::F32; 3]
+            && w.is_contiguous()
+            && b.is_contiguous();
+        if !eligible {
+            return None;
+        }
+        let out = (|| {
+            let flat = x.reshape((rows, in_dim))?.contiguous()?;
+            let y = crate::kernels::linear_with_bias(&flat, w, b)?;
+            let mut out_dims = x.dims().to_vec();
+            *out_dims.last_mut().expect("rank >= 1") = y.dim(1)?;
+            y.reshape(out_dims)
+        })();
+        Some(out)
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
         if let Some(out) = self.few_rows(x, rows) {
+            return out;
+        }
+        if let Some(out) = self.biased_gemm(x, rows, in_dim) {
             return out;
         }
         if dims.len() <= 2 {
@@ -239,8 +268,7 @@ impl Module for Mlp {
 /// On the CPU in f32 without gradients this runs the fused kernel of
 /// [`crate::kernels`]; otherwise the composed (differentiable) version.
 pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
-    let (b, h, lq, d) = q.dims4()?;
-    let lk = k.dim(2)?;
+    let d = q.dim(3)?;
     let scale = 1.0 / (d as f64).sqrt();
     let tracked = q.track_op() || k.track_op() || v.track_op();
     if !tracked && q.device().is_cpu() && q.dtype() == DType::F32 {
@@ -248,9 +276,16 @@ pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask
             Some(m) => Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
             None => None,
         };
-        let flat = |t: &Tensor, l: usize| t.contiguous()?.reshape((b * h, l, d));
-        let out = crate::kernels::fused_attention(&flat(q, lq)?, &flat(k, lk)?, &flat(v, lk)?, scale as f32, bias)?;
-        return out.reshape((b, h, lq, d));
+        // The kernel reads any layout whose head values are consecutive
+        // (transposed views of a projection included) without a copy.
+        let in_place = |t: &Tensor| -> Result<Tensor> {
+            if d > 1 && t.stride()[3] != 1 {
+                t.contiguous()
+            } else {
+                Ok(t.clone())
+            }
+        };
+        return crate::kernels::fused_attention(&in_place(q)?, &in_place(k)?, &in_place(v)?, scale as f32, bias);
     }
     composed_attention(q, k, v, key_mask, scale)
 }
@@ -365,6 +400,23 @@ mod tests {
                 let diff = max_diff(&blocked, &plain);
                 assert!(diff < 1e-5, "blocked attention differs by {diff}");
             }
+        }
+        Ok(())
+    }
+
+    /// Heads read in place from a packed qkv projection (strided views, as
+    /// Hiera passes them) give exactly what contiguous copies give, for
+    /// tiled (32, 56) and `gemm` (80) head sizes.
+    #[test]
+    fn strided_heads_equal_contiguous_heads() -> Result<()> {
+        for d in [32usize, 56, 80] {
+            let qkv = Tensor::randn(0f32, 1.0, (2, 70, 3, 3, d), &Device::Cpu)?;
+            let part = |i: usize| -> Result<Tensor> { qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2) };
+            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+            assert!(!q.is_contiguous());
+            let strided = scaled_dot_product_attention(&q, &k, &v, None)?;
+            let copied = scaled_dot_product_attention(&q.contiguous()?, &k.contiguous()?, &v.contiguous()?, None)?;
+            assert_eq!(max_diff(&strided, &copied), 0.0, "head size {d}");
         }
         Ok(())
     }

@@ -40,12 +40,8 @@ impl MultiScaleAttention {
             }
             None => (q, h, w),
         };
-        let out = scaled_dot_product_attention(
-            &q.transpose(1, 2)?.contiguous()?,
-            &k.transpose(1, 2)?.contiguous()?,
-            &v.transpose(1, 2)?.contiguous()?,
-            None,
-        )?;
+        // Heads as transposed views: the CPU kernel reads them in place.
+        let out = scaled_dot_product_attention(&q.transpose(1, 2)?, &k.transpose(1, 2)?, &v.transpose(1, 2)?, None)?;
         let out = out.transpose(1, 2)?.reshape((b, h, w, ()))?;
         self.proj.forward(&out)
     }

@@ -40,9 +40,8 @@ impl Attention {
 
     fn separate_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
-        x.reshape((b, n, self.num_heads, c / self.num_heads))?
-            .transpose(1, 2)?
-            .contiguous()
+        // A transposed view: the attention reads it in place (or copies it).
+        x.reshape((b, n, self.num_heads, c / self.num_heads))?.transpose(1, 2)
     }
 
     /// `q`: B x Lq x C, `k` / `v`: B x Lk x C; `key_mask`: additive
