@@ -53,9 +53,7 @@ impl Linear {
         *out_dims.last_mut().expect("rank >= 1") = out_dim;
         y.reshape(out_dims)
     }
-}
 
-impl Linear {
     /// Inference on many rows on the CPU in f32: one `gemm` call that starts
     /// from the bias ([`crate::kernels::linear_with_bias`]).
     fn biased_gemm(&self, x: &Tensor, rows: usize, in_dim: usize) -> Option<Result<Tensor>> {
