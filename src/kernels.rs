@@ -899,6 +899,7 @@ unsafe fn gelu_erf_avx512(src: &[f32], dst: &mut [f32]) {
 
 /// Centres of the 16 intervals of width 1/4 that cover [0, 4) (the first
 /// is centred on 0 so that its polynomial is exact at the origin).
+#[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
 const ERF_CENTERS: [f32; 16] = [0.0, 0.375, 0.625, 0.875, 1.125, 1.375, 1.625, 1.875, 2.125, 2.375, 2.625, 2.875, 3.125, 3.375, 3.625, 3.875];
 
@@ -908,6 +909,7 @@ const ERF_CENTERS: [f32; 16] = [0.0, 0.375, 0.625, 0.875, 1.125, 1.375, 1.625, 1
 /// interval). Evaluated with FMAs the result is within 5.9e-8 of the true
 /// erf everywhere and within 2.3 ulp of it; libm's `erff` is within 1 ulp.
 /// PyTorch's own CPU GELU uses Abramowitz-Stegun 7.1.26, up to 1.5e-7 off.
+#[cfg(target_arch = "x86_64")]
 #[rustfmt::skip]
 const ERF_COEFFS: [[f32; 16]; 8] = [
     [0.0, 0.4041169, 0.6232409, 0.7840751, 0.8883882, 0.94817007, 0.97844374, 0.99199003, 0.997346, 0.99921703, 0.9997946, 0.99995214, 0.9999901, 0.9999982, 0.9999997, 0.99999994],
