@@ -34,14 +34,19 @@ struct FusedAttention {
 /// The f32 values of a contiguous CPU tensor; `op` and `what` name the
 /// operation and the operand in the error otherwise.
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str, what: &str) -> Result<&'a [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("{op}: {what} must be f32"),
-    };
+    let data = f32_storage(storage, op, what)?;
     let (start, end) = layout
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg(format!("{op}: {what} must be contiguous")))?;
     Ok(&data[start..end])
+}
+
+/// All f32 values of a CPU storage, whatever its layout.
+fn f32_storage<'a>(storage: &'a CpuStorage, op: &str, what: &str) -> Result<&'a [f32]> {
+    match storage {
+        CpuStorage::F32(v) => Ok(v.as_slice()),
+        _ => candle_core::bail!("{op}: {what} must be f32"),
+    }
 }
 
 /// Rows of `d` consecutive values, `stride` values apart: one head's
@@ -81,10 +86,7 @@ struct Heads<'a> {
 
 impl<'a> Heads<'a> {
     fn new(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<Self> {
-        let data = match storage {
-            CpuStorage::F32(v) => v.as_slice(),
-            _ => candle_core::bail!("fused attention: {what} must be f32"),
-        };
+        let data = f32_storage(storage, "fused attention", what)?;
         let dims = layout.shape().dims4()?;
         let stride = layout.stride();
         if dims.3 > 1 && stride[3] != 1 {
@@ -154,6 +156,7 @@ impl CustomOp3 for FusedAttention {
         if out.is_empty() {
             return Ok((CpuStorage::F32(out), Shape::from((b, h, lq, d))));
         }
+        let kernel = TiledKernel::for_head_dim(d);
         // Tasks: heads (batch x head), then blocks of queries within a head;
         // each writes its own slice of `out`.
         out.par_chunks_mut(lq * d).enumerate().for_each(|(head, out_head)| {
@@ -163,7 +166,6 @@ impl CustomOp3 for FusedAttention {
                 let g = head / per_group;
                 &b[g * lk..(g + 1) * lk]
             });
-            let kernel = TiledKernel::for_head_dim(d);
             let keys = kernel.map(|_| TransposedKeys::new(k_head, lk, d, bias));
             out_head
                 .par_chunks_mut(QUERY_BLOCK * d)
