@@ -40,23 +40,20 @@ impl Linear {
         Some(self.few_rows_unchecked(x, rows))
     }
 
-    /// `x W^T + b` through the few-rows kernel, shaped like `x` with its
-    /// last dimension replaced by the output width.
+    /// `x W^T + b` through the few-rows kernel.
     fn few_rows_unchecked(&self, x: &Tensor, rows: usize) -> Result<Tensor> {
-        let (w, dims) = (self.0.weight(), x.dims());
-        let (out_dim, in_dim) = w.dims2()?;
-        let mut y = crate::kernels::linear_few_rows(&x.reshape((rows, in_dim))?.contiguous()?, w)?;
-        if let Some(b) = self.0.bias() {
-            y = y.broadcast_add(b)?;
-        }
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("rank >= 1") = out_dim;
-        y.reshape(out_dims)
+        on_rows(x, rows, |flat| {
+            let y = crate::kernels::linear_few_rows(flat, self.0.weight())?;
+            match self.0.bias() {
+                Some(b) => y.broadcast_add(b),
+                None => Ok(y),
+            }
+        })
     }
 
     /// Inference on many rows on the CPU in f32: one `gemm` call that starts
     /// from the bias ([`crate::kernels::linear_with_bias`]).
-    fn biased_gemm(&self, x: &Tensor, rows: usize, in_dim: usize) -> Option<Result<Tensor>> {
+    fn biased_gemm(&self, x: &Tensor, rows: usize) -> Option<Result<Tensor>> {
         let (w, b) = (self.0.weight(), self.0.bias()?);
         let eligible = !x.track_op()
             && !w.track_op()
@@ -68,15 +65,18 @@ impl Linear {
         if !eligible {
             return None;
         }
-        let out = (|| {
-            let flat = x.reshape((rows, in_dim))?.contiguous()?;
-            let y = crate::kernels::linear_with_bias(&flat, w, b)?;
-            let mut out_dims = x.dims().to_vec();
-            *out_dims.last_mut().expect("rank >= 1") = y.dim(1)?;
-            y.reshape(out_dims)
-        })();
-        Some(out)
+        Some(on_rows(x, rows, |flat| crate::kernels::linear_with_bias(flat, w, b)))
     }
+}
+
+/// Applies `f` to `x` flattened to one contiguous `rows x in` matrix and
+/// shapes the `rows x out` result like `x`, its last dimension replaced.
+fn on_rows(x: &Tensor, rows: usize, f: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let mut out_dims = x.dims().to_vec();
+    let last = out_dims.last_mut().expect("a linear layer's input has rank >= 1");
+    let y = f(&x.reshape((rows, *last))?.contiguous()?)?;
+    *last = y.dim(1)?;
+    y.reshape(out_dims)
 }
 
 impl Module for Linear {
@@ -87,16 +87,13 @@ impl Module for Linear {
         if let Some(out) = self.few_rows(x, rows) {
             return out;
         }
-        if let Some(out) = self.biased_gemm(x, rows, in_dim) {
+        if let Some(out) = self.biased_gemm(x, rows) {
             return out;
         }
         if dims.len() <= 2 {
             return self.0.forward(x);
         }
-        let out = self.0.forward(&x.reshape((rows, in_dim))?)?;
-        let mut out_dims = dims.to_vec();
-        *out_dims.last_mut().expect("rank > 2") = out.dim(1)?;
-        out.reshape(out_dims)
+        on_rows(x, rows, |flat| self.0.forward(flat))
     }
 }
 
