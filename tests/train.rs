@@ -87,6 +87,10 @@ fn args(out: &Path, extra: &[&str]) -> TrainArgs {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    if extra.contains(&"--resume") {
+        // A resumed run keeps its config; --config would be refused.
+        argv.drain(1..3);
+    }
     argv.extend(extra.iter().map(|s| s.to_string()));
     Cli::parse_from(argv).train
 }
@@ -254,11 +258,32 @@ fn fine_tuning_starts_from_a_model_directory() {
     let mut a = args(&tuned, &["--epochs", "1", "--val-split", ""]);
     a.lr = 0.0;
     a.init = Some(base.clone());
-    a.config = "ignored-with-init".into();
+    a.config = None;
     rsam::train::run(&a).unwrap();
     // A zero learning rate keeps the starting weights.
     let moved = differing(&weights(&base), &weights(&tuned));
     assert!(moved.is_empty(), "lr 0 moved {moved:?}");
+}
+
+#[test]
+fn fine_tuning_at_another_input_size() {
+    let base = out_dir("base-64");
+    rsam::train::run(&args(&base, &["--epochs", "1", "--max-steps", "1", "--val-split", ""])).unwrap();
+    let tuned = out_dir("tuned-96");
+    let mut a = args(&tuned, &["--epochs", "1", "--max-steps", "2", "--image-size", "96"]);
+    a.init = Some(base.clone());
+    a.config = None;
+    let summary = rsam::train::run(&a).unwrap();
+    assert_eq!(summary.steps, 2);
+    // The same weights, trained at 96 px, saved with a 96 px config; the
+    // validation ran at that size too.
+    let config = rsam::RsamConfig::from_file(&tuned.join("config.json")).unwrap();
+    assert_eq!(config.image_size, 96);
+    let before = rsam::RsamConfig::from_file(&base.join("config.json")).unwrap();
+    assert_eq!(before.image_size, 64);
+    assert!(!differing(&weights(&base), &weights(&tuned)).is_empty());
+    let val = summary.last.unwrap().val_miou;
+    assert!(!val.is_empty() && val.iter().all(|v| v.is_finite()), "{val:?}");
 }
 
 #[test]
@@ -306,6 +331,20 @@ fn errors_name_the_problem() {
     both.init = Some(f.dataset.clone());
     assert!(train_error(&both).contains("mutually exclusive"));
 
+    // Flags a fine-tuned or resumed run cannot honour.
+    let mut tuned = args(&out, &[]);
+    tuned.init = Some(f.dataset.clone());
+    let e = train_error(&tuned);
+    assert!(e.contains("--config conflicts with --init"), "{e}");
+    let mut resumed = args(&out, &["--resume"]);
+    resumed.config = Some("demo".into());
+    let e = train_error(&resumed);
+    assert!(e.contains("--config conflicts with --resume"), "{e}");
+    let e = train_error(&args(&out, &["--resume", "--image-size", "96"]));
+    assert!(e.contains("--image-size conflicts with --resume"), "{e}");
+    let e = train_error(&args(&out, &["--image-size", "70"]));
+    assert!(e.contains("image_size 70 must be a positive multiple of 16"), "{e}");
+
     // No train split.
     let no_split = f.root.join("no-split");
     std::fs::create_dir_all(&no_split).unwrap();
@@ -346,12 +385,13 @@ fn errors_name_the_problem() {
     std::fs::copy(&f.config, mismatched.join("config.json")).unwrap();
     let mut a = args(&out, &[]);
     a.init = Some(mismatched);
+    a.config = None;
     let e = train_error(&a);
     assert!(e.contains("mismatched/model.safetensors"), "{e}");
 
     // A config that does not parse.
     let mut a = args(&out, &[]);
-    a.config = f.root.join("missing.json").display().to_string();
+    a.config = Some(f.root.join("missing.json").display().to_string());
     let e = train_error(&a);
     assert!(e.contains("missing.json"), "{e}");
 }

@@ -74,9 +74,16 @@ pub enum TrainError {
 /// (`rsam_b+_b.yaml`) where it has one.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
 pub struct TrainArgs {
-    /// demo, base-plus-800, base-plus-1024, or a config.json path.
-    #[arg(long, default_value = "demo")]
-    pub config: String,
+    /// demo, base-plus-800, base-plus-1024, or a config.json path [default:
+    /// demo]. Not with --init or --resume, which keep their model's config.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Train at this input size instead of the config's (checked like a config).
+    /// No weight depends on it (positional embeddings are interpolated), so
+    /// `--init` with a larger size fine-tunes a model at a finer resolution.
+    #[arg(long, value_name = "PIXELS")]
+    #[serde(default)]
+    pub image_size: Option<usize>,
     /// RISORS-format dataset (JPEGImages/, Annotations/, RISORS_<split>.txt).
     #[arg(long, value_name = "DIR")]
     pub dataset: PathBuf,
@@ -216,6 +223,15 @@ impl TrainArgs {
         }
         if self.init.is_some() && self.resume {
             return usage("--init and --resume are mutually exclusive: --resume continues from --out".into());
+        }
+        if self.config.is_some() && (self.init.is_some() || self.resume) {
+            let from = if self.resume { "--resume" } else { "--init" };
+            return usage(format!(
+                "--config conflicts with {from}: the run keeps its model's config (--image-size changes the input size)"
+            ));
+        }
+        if self.image_size.is_some() && self.resume {
+            return usage("--image-size conflicts with --resume: a resumed run keeps its input size".into());
         }
         if self.init.is_some() && self.tokenizer.is_some() {
             return usage("--tokenizer conflicts with --init: fine-tuning keeps the model's tokenizer".into());
@@ -434,10 +450,20 @@ fn count_parameters(varmap: &VarMap) -> usize {
     varmap.all_vars().iter().map(|v| v.elem_count()).sum()
 }
 
+/// The config with `--image-size` applied, checked before any weights are
+/// made for it.
+fn with_image_size(mut config: RsamConfig, args: &TrainArgs) -> Result<RsamConfig, TrainError> {
+    if let Some(size) = args.image_size {
+        config.image_size = size;
+    }
+    config.validate().map_err(TrainError::Usage)?;
+    Ok(config)
+}
+
 /// A new run: config, tokenizer and weights from the flags.
 fn fresh(args: &TrainArgs, device: &Device) -> Result<Trainee, TrainError> {
     if let Some(dir) = &args.init {
-        let config = RsamConfig::from_file(&dir.join("config.json"))?;
+        let config = with_image_size(RsamConfig::from_file(&dir.join("config.json"))?, args)?;
         let tokenizer_source = tokenizer_file(dir)?;
         let (weights_path, format) = crate::weights::find_weights(dir)?;
         let tensors = crate::weights::read_tensors(&weights_path, format)?;
@@ -454,13 +480,14 @@ fn fresh(args: &TrainArgs, device: &Device) -> Result<Trainee, TrainError> {
         })?,
     };
     let tokenizer = open_tokenizer(&tokenizer_source, usize::MAX)?;
-    let config = match args.config.as_str() {
+    let config = match args.config.as_deref().unwrap_or("demo") {
         "demo" => RsamConfig::demo(tokenizer.vocab_size()),
         name => match RsamConfig::preset(name) {
             Some(c) => c,
             None => RsamConfig::from_file(Path::new(name))?,
         },
     };
+    let config = with_image_size(config, args)?;
     if tokenizer.vocab_size() > config.bert.vocab_size {
         return Err(TrainError::Usage(format!(
             "the tokenizer has {} tokens but the config's bert.vocab_size is {}",
