@@ -450,13 +450,14 @@ fn count_parameters(varmap: &VarMap) -> usize {
     varmap.all_vars().iter().map(|v| v.elem_count()).sum()
 }
 
-/// The config with `--image-size` applied, checked before any weights are
-/// made for it.
+/// The config with `--image-size` applied. Loaded configs are valid; an
+/// overridden size is checked here, before initial weights are made for it
+/// (Hiera would otherwise fail on it with a tensor error).
 fn with_image_size(mut config: RsamConfig, args: &TrainArgs) -> Result<RsamConfig, TrainError> {
     if let Some(size) = args.image_size {
         config.image_size = size;
+        config.validate().map_err(TrainError::Usage)?;
     }
-    config.validate().map_err(TrainError::Usage)?;
     Ok(config)
 }
 
