@@ -5,8 +5,8 @@
 //! cannot land.
 //!
 //! The floors sit well below what the model measures here (113 held-out
-//! sentences: mIoU 0.788 from the text, 0.915 after two clicks; one click on
-//! 41 objects: 0.841; on 300 scenes in BENCHMARKS.md: 0.743 / 0.897) and far
+//! sentences: mIoU 0.825 from the text, 0.917 after two clicks; one click on
+//! 41 objects: 0.854; on 300 scenes in BENCHMARKS.md: 0.766 / 0.902) and far
 //! above chance: an empty or random mask scores an mIoU of a few percent.
 
 use std::path::{Path, PathBuf};
@@ -16,9 +16,9 @@ use rsam::eval::dataset::Dataset;
 use rsam::eval::progress::Progress;
 use rsam::eval::runner::{self, Source};
 
-/// A seed the training data never used (it was generated with seed 1).
+/// A seed the training data never used (it was generated with seeds 1 and 11).
 const HELD_OUT_SEED: u64 = 90_210;
-const TEXT_FLOOR: f64 = 0.60;
+const TEXT_FLOOR: f64 = 0.65;
 const TWO_CLICK_FLOOR: f64 = 0.80;
 const CLICK_FLOOR: f64 = 0.70;
 
