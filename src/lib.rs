@@ -3,8 +3,8 @@
 //!
 //! - [`model::Rsam`]: load a model directory, `encode_image`, `decode`.
 //! - [`models`]: the network, one file per component.
-//! - [`preprocess`] / [`postprocess`] / [`rle`]: the official input pipeline
-//!   and the outputs (upsampled logits, masks, COCO RLE, PNG, `.npy`).
+//! - [`preprocess`]: the official input pipeline; [`mask`]: from logits to
+//!   masks and their outputs (COCO RLE, PNG, polygons); [`npy`]: logits files.
 
 pub mod bench;
 pub mod config;
@@ -12,12 +12,12 @@ pub mod convert;
 pub mod error;
 pub mod eval;
 pub mod kernels;
+pub mod mask;
 pub mod model;
 pub mod models;
 pub mod nn;
-pub mod postprocess;
+pub mod npy;
 pub mod preprocess;
-pub mod rle;
 pub mod server;
 pub mod synth;
 pub mod tokenizer;

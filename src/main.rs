@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use rsam::postprocess::{read_npy_f32, write_npy_f32};
+use rsam::npy;
 use rsam::{LoadOptions, Point, Prompt, Rsam};
 
 // Inference allocates and frees many large tensors; mimalloc keeps freed
@@ -263,7 +263,7 @@ fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     let side = model.low_res_size();
     let mask_input = match &args.mask_input {
         Some(path) => {
-            let (shape, data) = read_npy_f32(&read_file(path)?).with_context(|| format!("{}", path.display()))?;
+            let (shape, data) = npy::read_f32(&read_file(path)?).with_context(|| format!("{}", path.display()))?;
             let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
             if squeezed != [side, side] && !(side == 1 && squeezed.is_empty()) {
                 bail!(
@@ -284,12 +284,12 @@ fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.input_out {
         let s = model.image_size();
         let input = rsam::preprocess::to_model_input(&image, s as u32);
-        write_file(path, &write_npy_f32(&[3, s, s], &input))?;
+        write_file(path, &npy::write_f32(&[3, s, s], &input))?;
     }
     let features = model.encode_image(&image)?;
     let prediction = model.decode(&features, &[prompt])?.remove(0);
     if let Some(path) = &args.logits_out {
-        write_file(path, &write_npy_f32(&[side, side], &prediction.low_res_logits))?;
+        write_file(path, &npy::write_f32(&[side, side], &prediction.low_res_logits))?;
     }
     let mask = prediction.mask(image.width, image.height);
     if let Some(path) = &args.mask_out {

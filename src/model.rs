@@ -67,21 +67,9 @@ impl Prediction {
         self.object_score_logit > 0.0
     }
 
-    /// The logits upsampled bilinearly (align_corners = false) to the
-    /// original image size, row-major `height x width`.
-    pub fn upsampled_logits(&self, width: u32, height: u32) -> Vec<f32> {
-        crate::postprocess::upsample_bilinear(
-            &self.low_res_logits,
-            self.low_res_size,
-            self.low_res_size,
-            height as usize,
-            width as usize,
-        )
-    }
-
     /// The binary mask (logit > 0) at the original image size.
-    pub fn mask(&self, width: u32, height: u32) -> crate::postprocess::BinaryMask {
-        crate::postprocess::BinaryMask::from_logits(&self.upsampled_logits(width, height), height, width)
+    pub fn mask(&self, width: u32, height: u32) -> crate::mask::BinaryMask {
+        crate::mask::BinaryMask::from_low_res_logits(&self.low_res_logits, self.low_res_size, width, height)
     }
 }
 

@@ -74,17 +74,17 @@ fn segment_prints_summary_and_writes_outputs() {
     assert_eq!(summary["area"], case["mask_area_orig"]);
     assert!((summary["iou_prediction"].as_f64().unwrap() - case["iou"].as_f64().unwrap()).abs() < 1e-4);
 
-    let (shape, values) = rsam::postprocess::read_npy_f32(&std::fs::read(&logits).unwrap()).unwrap();
+    let (shape, values) = rsam::npy::read_f32(&std::fs::read(&logits).unwrap()).unwrap();
     assert_eq!(shape, vec![32, 32]);
     assert!(max_abs_diff_vec(&values, &expected_vec("case0.low_res_logits")) < 1e-4);
 
-    let (shape, values) = rsam::postprocess::read_npy_f32(&std::fs::read(&input).unwrap()).unwrap();
+    let (shape, values) = rsam::npy::read_f32(&std::fs::read(&input).unwrap()).unwrap();
     assert_eq!(shape, vec![3, 128, 128]);
     assert!(max_abs_diff_vec(&values, &expected_vec("input.square.png")) < 1e-5);
 
-    let png = rsam::postprocess::BinaryMask::from_png(&std::fs::read(&mask).unwrap()).unwrap();
-    let rle: rsam::rle::Rle = serde_json::from_value(summary["rle"].clone()).unwrap();
-    assert_eq!(rsam::rle::decode(&rle).unwrap(), png.data);
+    let png = rsam::mask::BinaryMask::from_png(&std::fs::read(&mask).unwrap()).unwrap();
+    let rle: rsam::mask::rle::Rle = serde_json::from_value(summary["rle"].clone()).unwrap();
+    assert_eq!(rsam::mask::rle::decode(&rle).unwrap(), png.data);
 }
 
 #[test]
@@ -122,7 +122,7 @@ fn refine_with_mask_input_reproduces_the_official_correction_click() {
         second.to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let (_, values) = rsam::postprocess::read_npy_f32(&std::fs::read(&second).unwrap()).unwrap();
+    let (_, values) = rsam::npy::read_f32(&std::fs::read(&second).unwrap()).unwrap();
     assert!(max_abs_diff_vec(&values, &expected_vec("case8.low_res_logits")) < 1e-4);
     assert_eq!(last_json_line(&out)["area"], cases()[8]["mask_area_orig"]);
 }
@@ -226,7 +226,7 @@ fn bad_arguments_exit_nonzero_with_one_line() {
         "magic",
     );
     let wrong = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(wrong.path(), rsam::postprocess::write_npy_f32(&[16, 16], &[0.0; 256])).unwrap();
+    std::fs::write(wrong.path(), rsam::npy::write_f32(&[16, 16], &[0.0; 256])).unwrap();
     assert_one_line_failure(
         &rsam(&[
             "segment",

@@ -106,8 +106,8 @@ fn segment_uses_the_demo_model_by_default() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8(out.stdout).unwrap();
     let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    let rle: rsam::rle::Rle = serde_json::from_value(json["rle"].clone()).unwrap();
-    let predicted = rsam::rle::decode(&rle).unwrap();
+    let rle: rsam::mask::rle::Rle = serde_json::from_value(json["rle"].clone()).unwrap();
+    let predicted = rsam::mask::rle::decode(&rle).unwrap();
     let score = rsam::eval::metrics::SampleScore::of(&predicted, &sample.gt.data);
     assert!(
         score.iou() > 0.5,

@@ -253,7 +253,7 @@ fn expected_vec(name: &str) -> Vec<f32> {
 
 fn logits_of(result: &Value) -> Vec<f32> {
     let npy = B64.decode(result["logits"].as_str().unwrap()).unwrap();
-    let (shape, data) = rsam::postprocess::read_npy_f32(&npy).unwrap();
+    let (shape, data) = rsam::npy::read_f32(&npy).unwrap();
     assert_eq!(shape, vec![32, 32]);
     data
 }
@@ -270,7 +270,7 @@ fn synthetic_png(seed: u32) -> Vec<u8> {
 
 /// Pixels where two RLE masks differ.
 fn mask_mismatch(a: &Value, b: &Value) -> usize {
-    let decode = |v: &Value| rsam::rle::decode(&serde_json::from_value(v.clone()).unwrap()).unwrap();
+    let decode = |v: &Value| rsam::mask::rle::decode(&serde_json::from_value(v.clone()).unwrap()).unwrap();
     decode(a).iter().zip(decode(b)).filter(|(x, y)| **x != *y).count()
 }
 
@@ -495,10 +495,10 @@ async fn png_output_rle_and_accept_png_agree() {
     let r = s.post("/v1/segment", body).await.ok();
     let res = &r["results"][0];
     let png = B64.decode(res["png"].as_str().unwrap()).unwrap();
-    let from_png = rsam::postprocess::BinaryMask::from_png(&png).unwrap();
-    let rle: rsam::rle::Rle = serde_json::from_value(res["rle"].clone()).unwrap();
+    let from_png = rsam::mask::BinaryMask::from_png(&png).unwrap();
+    let rle: rsam::mask::rle::Rle = serde_json::from_value(res["rle"].clone()).unwrap();
     assert_eq!(rle.size, [128, 128]);
-    let from_rle = rsam::rle::decode(&rle).unwrap();
+    let from_rle = rsam::mask::rle::decode(&rle).unwrap();
     assert_eq!(from_png.data, from_rle);
     assert_eq!(
         from_rle.iter().filter(|&&v| v != 0).count() as u64,
@@ -667,7 +667,7 @@ async fn every_error_has_its_status_and_code() {
         (json!({"text": "a"}), 422, "invalid_request"),
         (seg(json!({"text": "a", "outputs": ["jpeg"]})), 422, "invalid_request"),
         (
-            seg(json!({"mask_input": b64(&rsam::postprocess::write_npy_f32(&[16, 16], &[0.0; 256]))})),
+            seg(json!({"mask_input": b64(&rsam::npy::write_f32(&[16, 16], &[0.0; 256]))})),
             422,
             "invalid_mask_input",
         ),

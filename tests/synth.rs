@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
 use rsam::eval::dataset::Dataset;
-use rsam::rle::{self, Rle};
+use rsam::mask::rle::{self, Rle};
 use rsam::synth::grammar::{self, Descriptor};
 use rsam::synth::{self, SynthArgs};
 use serde_json::Value;

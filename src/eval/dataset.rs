@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::{EvalError, Result};
-use crate::postprocess::BinaryMask;
-use crate::rle::{self, Rle};
+use crate::mask::rle::{self, Rle};
+use crate::mask::BinaryMask;
 
 /// Folder of the images.
 pub const IMAGE_DIR: &str = "JPEGImages";

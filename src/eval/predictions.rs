@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::AnnotationId;
 use super::error::{EvalError, Result};
-use crate::rle::Rle;
+use crate::mask::rle::Rle;
 
 /// One saved mask.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,9 +14,9 @@ use super::metrics::{Meter, SampleScore};
 use super::predictions::{PredictionRecord, PredictionSet};
 use super::progress::Progress;
 use super::report::Report;
-use crate::postprocess::BinaryMask;
+use crate::mask::rle;
+use crate::mask::BinaryMask;
 use crate::preprocess::RgbImage;
-use crate::rle;
 use crate::{ImageFeatures, Point, Prediction, Prompt, Rsam};
 
 /// Where the masks come from.

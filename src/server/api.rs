@@ -6,7 +6,7 @@
 //! against the image later (they need its size). Everything a client can get
 //! wrong maps to a specific [`ErrorCode`].
 
-use crate::rle::Rle;
+use crate::mask::rle::Rle;
 use crate::{Point, Prompt};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -339,7 +339,7 @@ pub fn parse_box(b: &[f64]) -> Result<[f32; 4], ApiError> {
 
 /// A float32 `.npy` of S/4 x S/4 logits (leading 1-dimensions allowed).
 pub fn parse_mask_input(npy: &[u8], side: usize) -> Result<Vec<f32>, ApiError> {
-    let (shape, data) = crate::postprocess::read_npy_f32(npy).map_err(ApiError::from_prompt_error)?;
+    let (shape, data) = crate::npy::read_f32(npy).map_err(ApiError::from_prompt_error)?;
     let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
     let ok = squeezed == [side, side] || (side == 1 && squeezed.is_empty());
     if !ok {
@@ -472,9 +472,9 @@ mod tests {
 
     #[test]
     fn mask_input_shapes() {
-        let npy = crate::postprocess::write_npy_f32(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
+        let npy = crate::npy::write_f32(&[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]);
         assert_eq!(parse_mask_input(&npy, 2).unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
-        let npy = crate::postprocess::write_npy_f32(&[4], &[1.0, 2.0, 3.0, 4.0]);
+        let npy = crate::npy::write_f32(&[4], &[1.0, 2.0, 3.0, 4.0]);
         assert_eq!(parse_mask_input(&npy, 2).unwrap_err().code, ErrorCode::InvalidMaskInput);
         assert_eq!(
             parse_mask_input(b"not npy", 2).unwrap_err().code,

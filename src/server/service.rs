@@ -24,8 +24,8 @@ use super::config::ServerConfig;
 use super::engine::{DecodeJob, DecodeOutput, EncodeDone, EncodeJob, Engine, EngineConfig, Job};
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::{Metrics, Stage};
-use super::polygons::outer_polygons;
 use super::results::{ResultStore, StoredResult};
+use crate::mask::polygons::outer_polygons;
 
 /// A loaded model with its engine, cache and result store.
 pub struct Service {
@@ -448,7 +448,7 @@ impl Postprocess {
         let side = self.low_res_size;
         let logits = o
             .logits
-            .then(|| crate::postprocess::write_npy_f32(&[side, side], &pred.low_res_logits));
+            .then(|| crate::npy::write_f32(&[side, side], &pred.low_res_logits));
         let result_id = self.results.insert(StoredResult {
             image_id: self.image.image_id.clone(),
             text: prompt.text,

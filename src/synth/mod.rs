@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::rle::{self, Rle};
+use crate::mask::rle::{self, Rle};
 pub use grammar::vocabulary;
 use grammar::{Descriptor, Facts};
 use scene::{Scene, SynthRng};

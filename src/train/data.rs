@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use super::TrainError;
 use crate::eval::dataset::Dataset;
+use crate::mask::rle::{self, Rle};
 use crate::preprocess;
-use crate::rle::{self, Rle};
 use crate::tokenizer::TextTokenizer;
 
 /// One referring sentence of an image and its mask, still encoded.

@@ -13,7 +13,7 @@
 //! so two matrix products (which Candle differentiates, on every device) give
 //! the resize and its gradient. The matrices follow PyTorch's
 //! `align_corners=False` rule exactly (see [`bilinear_matrix`]); the result
-//! agrees with [`crate::postprocess::upsample_bilinear`] (bit-identical to
+//! agrees with [`crate::mask::upsample_bilinear`] (bit-identical to
 //! PyTorch) to float rounding.
 
 use candle_core::{DType, Device, Result, Tensor};
@@ -120,7 +120,7 @@ fn resize_with_matrices(x: &Tensor, a_h: Option<&Tensor>, a_w: Option<&Tensor>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postprocess::upsample_bilinear;
+    use crate::mask::upsample_bilinear;
     use candle_core::Var;
 
     fn check_against_postprocess(n: usize, c: usize, in_h: usize, in_w: usize, out_h: usize, out_w: usize) {

@@ -65,7 +65,7 @@ pub fn mask(w: usize, h: usize, f: impl Fn(usize, usize) -> bool) -> Vec<u8> {
 
 /// `{"size", "counts"}` of a row-major mask, from our pycocotools-compatible encoder.
 pub fn segmentation(m: &[u8], h: usize, w: usize) -> Value {
-    serde_json::to_value(rsam::rle::encode(m, h, w)).unwrap()
+    serde_json::to_value(rsam::mask::rle::encode(m, h, w)).unwrap()
 }
 
 /// An SA-1B style annotation with `area` = the mask's pixel count.
