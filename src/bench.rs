@@ -10,10 +10,10 @@ use candle_nn::VarBuilder;
 use serde::Serialize;
 
 use crate::config::RsamConfig;
-use crate::model::{LoadOptions, Point, Prompt, Rsam};
 use crate::models::prompt_encoder::LABEL_PAD;
 use crate::models::rsam::{DecodeBatch, RsamModel, SparseBatch, TextBatch};
-use crate::preprocess::RgbImage;
+use crate::predictor::{LoadOptions, Point, Prompt, Rsam};
+use crate::preprocess::Rgb8Image;
 use crate::tokenizer::TextTokenizer;
 use crate::Result;
 
@@ -243,10 +243,10 @@ fn time<F: FnMut() -> Result<()>>(name: &str, batch: usize, warmup: usize, iters
 }
 
 /// A deterministic synthetic test image of the model's size.
-fn synthetic_image(size: u32, seed: u64) -> RgbImage {
+fn synthetic_image(size: u32, seed: u64) -> Rgb8Image {
     let mut rng = SplitMix64(seed);
     let data = (0..size * size * 3).map(|_| (rng.uniform() * 255.0) as u8).collect();
-    RgbImage {
+    Rgb8Image {
         width: size,
         height: size,
         data,
@@ -287,7 +287,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
     let size = cfg.image_size as u32;
     let mut timings = Vec::new();
     for &batch in options.encode_batches.iter().filter(|&&b| b > 0) {
-        let images: Vec<RgbImage> = (0..batch).map(|i| synthetic_image(size, i as u64)).collect();
+        let images: Vec<Rgb8Image> = (0..batch).map(|i| synthetic_image(size, i as u64)).collect();
         timings.push(time("encode", batch, options.warmup, options.iters, || {
             let feats = model.encode_images(&images)?;
             synchronize(&feats[0].embeddings.image_embed)
@@ -308,7 +308,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
             })
             .collect();
         timings.push(time("decode_text", batch, options.warmup, options.iters, || {
-            model.decode(&features, &prompts).map(|_| ())
+            model.predict(&features, prompts.clone()).map(|_| ())
         })?);
     }
     let click = Prompt {
@@ -326,7 +326,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
         1,
         options.warmup,
         options.iters,
-        || model.decode(&features, std::slice::from_ref(&click)).map(|_| ()),
+        || model.predict(&features, vec![click.clone()]).map(|_| ()),
     )?);
     timings.extend(decode_stages(&model, &features.embeddings, sentences[0], options)?);
 
@@ -349,7 +349,7 @@ pub fn run(options: &BenchOptions) -> Result<BenchReport> {
 /// at batch 1, which adds tokenising and post-processing.
 fn decode_stages(
     model: &Rsam,
-    features: &crate::models::image_encoder::ImageFeatures,
+    features: &crate::models::image_encoder::ImageEmbeddings,
     sentence: &str,
     options: &BenchOptions,
 ) -> Result<Vec<Timing>> {

@@ -34,6 +34,10 @@ pub enum RsamError {
     #[error("prompt: {0}")]
     Prompt(String),
 
+    /// The sentence of a prompt cannot be used (empty, no tokens, too long).
+    #[error("text: {0}")]
+    Text(String),
+
     #[error("mask input: {0}")]
     MaskInput(String),
 

@@ -1,7 +1,7 @@
 //! rsam: RSAM (SAM 2 + BERT + Two-Way Guidance Module) referring segmentation
 //! for remote-sensing images, in Candle.
 //!
-//! - [`model::Rsam`]: load a model directory, `encode_image`, `decode`.
+//! - [`predictor::Rsam`]: load a model directory, `encode_image`, `decode`.
 //! - [`models`]: the network, one file per component.
 //! - [`preprocess`]: the official input pipeline; [`mask`]: from logits to
 //!   masks and their outputs (COCO RLE, PNG, polygons); [`npy`]: logits files.
@@ -13,10 +13,10 @@ pub mod error;
 pub mod eval;
 pub mod kernels;
 pub mod mask;
-pub mod model;
 pub mod models;
 pub mod nn;
 pub mod npy;
+pub mod predictor;
 pub mod preprocess;
 pub mod server;
 pub mod synth;
@@ -26,4 +26,4 @@ pub mod weights;
 
 pub use config::RsamConfig;
 pub use error::{Result, RsamError};
-pub use model::{ImageFeatures, LoadOptions, Point, Prediction, Prompt, Rsam};
+pub use predictor::{EncodedImage, LoadOptions, Point, Prediction, Prompt, Rsam};

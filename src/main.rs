@@ -79,8 +79,8 @@ struct DeviceArgs {
 impl DeviceArgs {
     fn load_options(&self) -> anyhow::Result<LoadOptions> {
         Ok(LoadOptions {
-            device: rsam::model::parse_device(&self.device)?,
-            dtype: rsam::model::parse_dtype(&self.dtype)?,
+            device: rsam::predictor::parse_device(&self.device)?,
+            dtype: rsam::predictor::parse_dtype(&self.dtype)?,
             max_pixels: self.max_pixels,
         })
     }
@@ -255,7 +255,7 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     let options = args.device.load_options()?;
-    let model_dir = args.model.clone().unwrap_or_else(rsam::model::default_model_dir);
+    let model_dir = args.model.clone().unwrap_or_else(rsam::predictor::default_model_dir);
     let model = Rsam::load(&model_dir, &options)?;
     let bytes = read_file(&args.image)?;
     let image = rsam::preprocess::decode_image(&bytes, options.max_pixels)
@@ -287,7 +287,7 @@ fn segment(args: SegmentArgs) -> anyhow::Result<()> {
         write_file(path, &npy::write_f32(&[3, s, s], &input))?;
     }
     let features = model.encode_image(&image)?;
-    let prediction = model.decode(&features, &[prompt])?.remove(0);
+    let prediction = model.predict(&features, vec![prompt])?.remove(0);
     if let Some(path) = &args.logits_out {
         write_file(path, &npy::write_f32(&[side, side], &prediction.low_res_logits))?;
     }
@@ -309,7 +309,7 @@ fn segment(args: SegmentArgs) -> anyhow::Result<()> {
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
-    let model_dir = args.model.clone().unwrap_or_else(rsam::model::default_model_dir);
+    let model_dir = args.model.clone().unwrap_or_else(rsam::predictor::default_model_dir);
     let model = Rsam::load(&model_dir, &LoadOptions::default())?;
     let report = &model.load_report;
     let summary = serde_json::json!({
@@ -325,7 +325,7 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
 }
 
 fn convert(args: ConvertArgs) -> anyhow::Result<()> {
-    let storage = rsam::model::parse_dtype(&args.dtype)?;
+    let storage = rsam::predictor::parse_dtype(&args.dtype)?;
     let config = match (&args.config, &args.preset) {
         (Some(path), _) => rsam::RsamConfig::from_file(path)?,
         (None, Some(name)) => rsam::RsamConfig::preset(name)

@@ -62,7 +62,7 @@ const PRECISION_BITS: u32 = 22;
 /// the byte for channel `c` of pixel `(x, y)` is
 /// `data[(y * width + x) * 3 + c]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RgbImage {
+pub struct Rgb8Image {
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
@@ -71,7 +71,7 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-impl RgbImage {
+impl Rgb8Image {
     /// Number of bytes a consistent image of this size holds; `None` if that
     /// does not fit in `usize`.
     fn expected_len(&self) -> Option<usize> {
@@ -106,7 +106,7 @@ impl RgbImage {
 /// `max_pixels` pixels; [`RsamError::Image`], with a message naming the
 /// problem, for every malformed input (empty, unknown or unsupported format,
 /// corrupt or truncated data). No input panics.
-pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
+pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<Rgb8Image> {
     decode_image_oriented(bytes, max_pixels, true)
 }
 
@@ -117,7 +117,7 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> Result<RgbImage> {
 /// does not apply EXIF orientation, and dataset annotations are drawn on the
 /// stored pixel grid, so the evaluator decodes with `apply_orientation =
 /// false`.
-pub fn decode_image_oriented(bytes: &[u8], max_pixels: u64, apply_orientation: bool) -> Result<RgbImage> {
+pub fn decode_image_oriented(bytes: &[u8], max_pixels: u64, apply_orientation: bool) -> Result<Rgb8Image> {
     if bytes.is_empty() {
         return Err(RsamError::Image("empty input: no image bytes".into()));
     }
@@ -135,7 +135,7 @@ pub fn decode_image_oriented(bytes: &[u8], max_pixels: u64, apply_orientation: b
     }
 }
 
-fn decode_image_inner(bytes: &[u8], max_pixels: u64, apply_orientation: bool) -> Result<RgbImage> {
+fn decode_image_inner(bytes: &[u8], max_pixels: u64, apply_orientation: bool) -> Result<Rgb8Image> {
     let format = image::guess_format(bytes).map_err(|_| {
         RsamError::Image("not a recognised image format (expected PNG, JPEG, TIFF, BMP or WebP)".into())
     })?;
@@ -205,7 +205,7 @@ fn decode_image_inner(bytes: &[u8], max_pixels: u64, apply_orientation: bool) ->
         rgb.apply_orientation(orientation);
     }
     let rgb = rgb.into_rgb8();
-    Ok(RgbImage {
+    Ok(Rgb8Image {
         width: rgb.width(),
         height: rgb.height(),
         data: rgb.into_raw(),
@@ -462,12 +462,12 @@ fn clip8(acc: i64) -> u8 {
 /// a zero-sized input gives a black image of the requested size, and a
 /// `data` buffer shorter than `width * height * 3` is treated as padded
 /// with black (extra bytes are ignored).
-pub fn resize_bilinear_pil(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+pub fn resize_bilinear_pil(img: &Rgb8Image, out_w: u32, out_h: u32) -> Rgb8Image {
     let (in_w, in_h) = (img.width as usize, img.height as usize);
     let (ow, oh) = (out_w as usize, out_h as usize);
 
     if ow == 0 || oh == 0 || in_w == 0 || in_h == 0 {
-        return RgbImage {
+        return Rgb8Image {
             width: out_w,
             height: out_h,
             data: vec![0; ow.saturating_mul(oh).saturating_mul(3)],
@@ -498,7 +498,7 @@ pub fn resize_bilinear_pil(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
         resample_vertical(tmp, ow, in_h, oh)
     };
 
-    RgbImage {
+    Rgb8Image {
         width: out_w,
         height: out_h,
         data: data.into_owned(),
@@ -566,7 +566,7 @@ fn resample_vertical(src: Cow<[u8]>, w: usize, h: usize, out_h: usize) -> Cow<[u
 /// Resizes to `size x size` (aspect ratio ignored, as the official pipeline
 /// does) and normalises: returns `3 * size * size` floats in CHW order,
 /// `((v / 255) - mean[c]) / std[c]`.
-pub fn to_model_input(img: &RgbImage, size: u32) -> Vec<f32> {
+pub fn to_model_input(img: &Rgb8Image, size: u32) -> Vec<f32> {
     let resized = resize_bilinear_pil(img, size, size);
 
     // torchvision computes `v.float() / 255`, then `(x - mean) / std`, each
@@ -591,7 +591,7 @@ pub fn to_model_input(img: &RgbImage, size: u32) -> Vec<f32> {
 ///
 /// [`RsamError::Candle`] if the tensor cannot be created on `device` (for
 /// example, out of device memory).
-pub fn to_model_tensor(img: &RgbImage, size: u32, device: &Device) -> Result<Tensor> {
+pub fn to_model_tensor(img: &Rgb8Image, size: u32, device: &Device) -> Result<Tensor> {
     let s = size as usize;
     let data = to_model_input(img, size);
     Ok(Tensor::from_vec(data, (1, 3, s, s), device)?)

@@ -146,18 +146,18 @@ impl TextTokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         let cleaned = clean_caption(text);
         if cleaned.is_empty() {
-            return Err(RsamError::Prompt("the text is empty".into()));
+            return Err(RsamError::Text("the text is empty".into()));
         }
         let encoding = self
             .inner
             .encode(cleaned.as_str(), true)
-            .map_err(|e| RsamError::Prompt(format!("cannot tokenize the text: {e}")))?;
+            .map_err(|e| RsamError::Text(format!("cannot tokenize the text: {e}")))?;
         let ids = encoding.get_ids().to_vec();
         if ids.len() <= 2 {
-            return Err(RsamError::Prompt("the text has no tokens".into()));
+            return Err(RsamError::Text("the text has no tokens".into()));
         }
         if ids.len() > self.max_tokens {
-            return Err(RsamError::Prompt(format!(
+            return Err(RsamError::Text(format!(
                 "the text has {} tokens, over the model's limit of {}",
                 ids.len(),
                 self.max_tokens

@@ -23,7 +23,7 @@ const TWO_CLICK_FLOOR: f64 = 0.80;
 const CLICK_FLOOR: f64 = 0.70;
 
 fn demo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rsam::model::DEMO_MODEL_DIR)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rsam::predictor::DEMO_MODEL_DIR)
 }
 
 fn held_out(dir: &Path, images: usize) -> PathBuf {
@@ -151,7 +151,7 @@ fn a_click_alone_selects_the_object_under_it() {
                 }],
                 ..Default::default()
             };
-            let prediction = model.decode(&features, &[prompt]).unwrap().remove(0);
+            let prediction = model.predict(&features, vec![prompt]).unwrap().remove(0);
             let mask = prediction.mask(gt.width, gt.height);
             ious.push(rsam::eval::metrics::SampleScore::of(&mask.data, &gt.data).iou());
         }

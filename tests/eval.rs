@@ -748,10 +748,7 @@ fn the_click_protocol_matches_a_hand_replay() {
     let bytes = std::fs::read(ds.file("JPEGImages/wide.png")).unwrap();
     let features = model.encode_bytes(&bytes).unwrap();
     let mut prompt = Prompt::text(sample.sentence.clone());
-    let mut prediction = model
-        .decode(&features, std::slice::from_ref(&prompt))
-        .unwrap()
-        .remove(0);
+    let mut prediction = model.predict(&features, vec![prompt.clone()]).unwrap().remove(0);
     let mut replay = Vec::new();
     for _ in 0..=3 {
         let mask = prediction.mask(gw, gh);
@@ -765,10 +762,7 @@ fn the_click_protocol_matches_a_hand_replay() {
             label: u8::from(click.positive),
         });
         prompt.mask_input = Some(prediction.low_res_logits.clone());
-        prediction = model
-            .decode(&features, std::slice::from_ref(&prompt))
-            .unwrap()
-            .remove(0);
+        prediction = model.predict(&features, vec![prompt.clone()]).unwrap().remove(0);
     }
     for (k, score) in replay.iter().enumerate() {
         let cat = &report.clicks[k].metrics.per_category["storage tank"];

@@ -22,7 +22,7 @@ fn model_dir_with(weights: &Path, name: &str) -> tempfile::TempDir {
     dir
 }
 
-fn square_features(model: &Rsam) -> rsam::ImageFeatures {
+fn square_features(model: &Rsam) -> rsam::EncodedImage {
     let bytes = std::fs::read(tiny_dir().join("images/square.png")).unwrap();
     model.encode_bytes(&bytes).unwrap()
 }
@@ -51,7 +51,7 @@ fn image_bytes_end_to_end_match_official() {
     let expected = expected();
     let feats = square_features(&model);
     let case = &cases()[0];
-    let pred = model.decode(&feats, &[case_prompt(case)]).unwrap().remove(0);
+    let pred = model.predict(&feats, vec![case_prompt(case)]).unwrap().remove(0);
     let want: Vec<f32> = expected["case0.low_res_logits"]
         .flatten_all()
         .unwrap()
@@ -72,8 +72,8 @@ fn torch_checkpoint_and_safetensors_give_identical_outputs() {
     assert_eq!(st.load_report.num_parameters, pt.load_report.num_parameters);
     assert_eq!(st.load_report.ignored_keys, pt.load_report.ignored_keys);
     let prompts = all_square_prompts();
-    let a = st.decode(&square_features(&st), &prompts).unwrap();
-    let b = pt.decode(&square_features(&pt), &prompts).unwrap();
+    let a = st.predict(&square_features(&st), prompts.clone()).unwrap();
+    let b = pt.predict(&square_features(&pt), prompts.clone()).unwrap();
     assert_eq!(a, b, "identical weights must give bit-identical outputs");
 }
 
@@ -102,10 +102,10 @@ fn batched_decode_equals_single_decode() {
     let prompts = all_square_prompts();
     // Texts of different lengths, clicks, boxes, mask prompts and no text at
     // all, in one batch.
-    let batched = model.decode(&feats, &prompts).unwrap();
+    let batched = model.predict(&feats, prompts.clone()).unwrap();
     let mut worst = 0f32;
     for (prompt, b) in prompts.iter().zip(&batched) {
-        let single = model.decode(&feats, std::slice::from_ref(prompt)).unwrap().remove(0);
+        let single = model.predict(&feats, vec![prompt.clone()]).unwrap().remove(0);
         let d = max_abs_diff_vec(&single.low_res_logits, &b.low_res_logits);
         worst = worst
             .max(d)
@@ -198,7 +198,9 @@ fn reference_bert_base_uncased_tokenizer_formats_agree() {
 fn low_precision_dtypes_run_and_stay_close() {
     let f32_model = load_tiny();
     let prompts = all_square_prompts();
-    let reference = f32_model.decode(&square_features(&f32_model), &prompts).unwrap();
+    let reference = f32_model
+        .predict(&square_features(&f32_model), prompts.clone())
+        .unwrap();
     let bf16 = LoadOptions {
         dtype: DType::BF16,
         ..Default::default()
@@ -211,7 +213,7 @@ fn low_precision_dtypes_run_and_stay_close() {
             ..Default::default()
         };
         let model = Rsam::load(&tiny_dir(), &options).unwrap();
-        let out = model.decode(&square_features(&model), &prompts).unwrap();
+        let out = model.predict(&square_features(&model), prompts.clone()).unwrap();
         let mut worst = 0f32;
         let mut worst_iou = 0f32;
         for (a, b) in reference.iter().zip(&out) {
@@ -351,9 +353,9 @@ fn broken_tokenizer_is_named() {
 
 fn prompt_err(model: &Rsam, prompt: Prompt) -> String {
     let feats = square_features(model);
-    match model.decode(&feats, &[prompt]) {
+    match model.predict(&feats, vec![prompt]) {
         Ok(_) => panic!("prompt should be rejected"),
-        Err(e @ (RsamError::Prompt(_) | RsamError::MaskInput(_))) => e.to_string(),
+        Err(e @ (RsamError::Prompt(_) | RsamError::MaskInput(_) | RsamError::Text(_))) => e.to_string(),
         Err(other) => panic!("wrong error kind: {other}"),
     }
 }
@@ -384,25 +386,42 @@ fn every_bad_prompt_is_rejected_by_name() {
     let mut nan_mask = vec![0.0; 32 * 32];
     nan_mask[5] = f32::NAN;
     assert!(prompt_err(&model, masked(nan_mask)).contains("not finite"));
-    assert!(prompt_err(&model, Prompt::text("   ")).contains("empty"));
+    assert!(prompt_err(&model, Prompt::text("   ")).starts_with("text: the text is empty"));
     assert!(prompt_err(&model, Prompt::text("tank ".repeat(600))).contains("over the model's limit of 512"));
     assert!(prompt_err(&model, Prompt::default()).contains("no prompt"));
 }
 
+/// A prompt is checked once, against one image size; decoding it on an
+/// image of another size is refused rather than run with wrong coordinates.
+#[test]
+fn a_checked_prompt_runs_only_on_its_image_size() {
+    let model = load_tiny();
+    let feats = square_features(&model);
+    let checked = model.check_prompt(Prompt::text("the tank"), 64, 64).unwrap();
+    assert!(checked.token_ids().is_some_and(|ids| ids.len() > 2));
+    let e = model.decode(&feats, &[checked]).unwrap_err().to_string();
+    assert!(
+        e.contains("checked against a 64x64 image cannot run on a 128x128 one"),
+        "{e}"
+    );
+    let checked = model.check_prompt(Prompt::text("the tank"), 128, 128).unwrap();
+    assert_eq!(model.decode(&feats, &[checked]).unwrap().len(), 1);
+}
+
 #[test]
 fn device_and_dtype_specs_are_checked() {
-    assert!(rsam::model::parse_device("cpu").is_ok());
-    let e = rsam::model::parse_device("tpu").unwrap_err().to_string();
+    assert!(rsam::predictor::parse_device("cpu").is_ok());
+    let e = rsam::predictor::parse_device("tpu").unwrap_err().to_string();
     assert!(e.contains("unknown device"), "{e}");
     #[cfg(not(feature = "cuda"))]
     {
-        let e = rsam::model::parse_device("cuda:0").unwrap_err().to_string();
+        let e = rsam::predictor::parse_device("cuda:0").unwrap_err().to_string();
         assert!(e.contains("without the `cuda` feature"), "{e}");
     }
-    let e = rsam::model::parse_device("cuda:x").unwrap_err().to_string();
+    let e = rsam::predictor::parse_device("cuda:x").unwrap_err().to_string();
     assert!(e.contains("cuda:N"), "{e}");
-    assert_eq!(rsam::model::parse_dtype("bf16").unwrap(), DType::BF16);
-    assert!(rsam::model::parse_dtype("int8")
+    assert_eq!(rsam::predictor::parse_dtype("bf16").unwrap(), DType::BF16);
+    assert!(rsam::predictor::parse_dtype("int8")
         .unwrap_err()
         .to_string()
         .contains("unknown dtype"));

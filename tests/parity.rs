@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{DType, Tensor};
 use common::*;
-use rsam::ImageFeatures;
+use rsam::EncodedImage;
 
 const TOL: f32 = 1e-4;
 
@@ -17,11 +17,11 @@ fn encode_fixture_input(
     image: &str,
     w: u32,
     h: u32,
-) -> (ImageFeatures, rsam::models::rsam::EncoderTrace) {
+) -> (EncodedImage, rsam::models::rsam::EncoderTrace) {
     let input = &expected[&format!("input.{image}")];
     let (embeddings, trace) = model.model.encode_traced(input).unwrap();
     (
-        ImageFeatures {
+        EncodedImage {
             embeddings,
             width: w,
             height: h,
@@ -81,7 +81,7 @@ fn every_case_matches_official() {
                 "case {i} token ids"
             );
         }
-        let pred = model.decode(&feats, &[prompt]).unwrap().remove(0);
+        let pred = model.predict(&feats, vec![prompt]).unwrap().remove(0);
         let want_logits: Vec<f32> = expected[&format!("case{i}.low_res_logits")]
             .flatten_all()
             .unwrap()

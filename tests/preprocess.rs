@@ -10,7 +10,7 @@ use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 use rsam::preprocess::{
-    decode_image, decode_image_oriented, resize_bilinear_pil, to_model_input, to_model_tensor, RgbImage,
+    decode_image, decode_image_oriented, resize_bilinear_pil, to_model_input, to_model_tensor, Rgb8Image,
     DEFAULT_MAX_PIXELS, IMAGE_MEAN, IMAGE_STD,
 };
 use rsam::RsamError;
@@ -28,13 +28,13 @@ fn fixture_image(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-fn rgb(width: u32, height: u32, data: Vec<u8>) -> RgbImage {
+fn rgb(width: u32, height: u32, data: Vec<u8>) -> Rgb8Image {
     assert_eq!(data.len(), (width * height * 3) as usize);
-    RgbImage { width, height, data }
+    Rgb8Image { width, height, data }
 }
 
 /// Pixel `(x, y)` of an RGB image.
-fn pixel(img: &RgbImage, x: u32, y: u32) -> [u8; 3] {
+fn pixel(img: &Rgb8Image, x: u32, y: u32) -> [u8; 3] {
     let i = ((y * img.width + x) * 3) as usize;
     [img.data[i], img.data[i + 1], img.data[i + 2]]
 }
@@ -69,7 +69,7 @@ fn encode_png_raw(
     out
 }
 
-fn encode_png_rgb8(img: &RgbImage) -> Vec<u8> {
+fn encode_png_rgb8(img: &Rgb8Image) -> Vec<u8> {
     let mut out = Vec::new();
     PngEncoder::new(&mut out)
         .write_image(&img.data, img.width, img.height, ExtendedColorType::Rgb8)
@@ -77,7 +77,7 @@ fn encode_png_rgb8(img: &RgbImage) -> Vec<u8> {
     out
 }
 
-fn encode_jpeg_rgb8(img: &RgbImage) -> Vec<u8> {
+fn encode_jpeg_rgb8(img: &Rgb8Image) -> Vec<u8> {
     let mut out = Vec::new();
     JpegEncoder::new_with_quality(&mut out, 95)
         .write_image(&img.data, img.width, img.height, ExtendedColorType::Rgb8)
@@ -142,7 +142,7 @@ fn jpeg_with_exif(jpeg: &[u8], exif: &[u8]) -> Vec<u8> {
 
 /// A deterministic 2-colour-per-half test image with a gradient so that
 /// every pixel differs: left half reddish, right half bluish.
-fn gradient_image(width: u32, height: u32) -> RgbImage {
+fn gradient_image(width: u32, height: u32) -> Rgb8Image {
     let mut data = Vec::with_capacity((width * height * 3) as usize);
     for y in 0..height {
         for x in 0..width {
@@ -156,7 +156,7 @@ fn gradient_image(width: u32, height: u32) -> RgbImage {
     rgb(width, height, data)
 }
 
-fn assert_image_error(result: rsam::Result<RgbImage>, needle: &str) {
+fn assert_image_error(result: rsam::Result<Rgb8Image>, needle: &str) {
     match result {
         Err(RsamError::Image(msg)) => assert!(msg.contains(needle), "message {msg:?} should contain {needle:?}"),
         Err(other) => panic!("expected RsamError::Image containing {needle:?}, got {other:?}"),
@@ -386,7 +386,7 @@ fn resize_vertical_pass_matches_horizontal_by_symmetry() {
 
     // And transposition commutes with resizing for a full 2-D image.
     let img = gradient_image(13, 7);
-    let transpose = |im: &RgbImage| {
+    let transpose = |im: &Rgb8Image| {
         let mut data = Vec::with_capacity(im.data.len());
         for x in 0..im.width {
             for y in 0..im.height {
@@ -463,7 +463,7 @@ fn resize_degenerate_sizes_do_not_panic() {
     let img = gradient_image(4, 3);
     let out = resize_bilinear_pil(&img, 0, 5);
     assert_eq!((out.width, out.height, out.data.len()), (0, 5, 0));
-    let empty = RgbImage {
+    let empty = Rgb8Image {
         width: 0,
         height: 0,
         data: vec![],
@@ -471,7 +471,7 @@ fn resize_degenerate_sizes_do_not_panic() {
     let out = resize_bilinear_pil(&empty, 2, 2);
     assert_eq!(out.data, vec![0; 12]);
     // Inconsistent public fields: treated as padded with black.
-    let short = RgbImage {
+    let short = Rgb8Image {
         width: 4,
         height: 4,
         data: vec![255; 6],

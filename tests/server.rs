@@ -345,7 +345,7 @@ async fn resized_images_match_the_library() {
         );
         let mut prompt = rsam::Prompt::text(text);
         prompt.bbox = Some([10.0, 20.0, 60.0, 90.0]);
-        let want = model.decode(&feats, &[prompt]).unwrap().remove(0);
+        let want = model.predict(&feats, vec![prompt]).unwrap().remove(0);
         let d = max_abs_diff_vec(&logits_of(&r["results"][0]), &want.low_res_logits);
         assert!(d <= 1e-5, "{name}: differs from the library by {d}");
     }
@@ -482,7 +482,7 @@ async fn concurrent_requests_on_one_image_are_batched() {
     let model = load_tiny();
     let feats = model.encode_bytes(&image_bytes("square.png")).unwrap();
     for (t, r) in texts.iter().zip(&batched) {
-        let want = model.decode(&feats, &[rsam::Prompt::text(*t)]).unwrap().remove(0);
+        let want = model.predict(&feats, vec![rsam::Prompt::text(*t)]).unwrap().remove(0);
         let d = max_abs_diff_vec(&logits_of(&r["results"][0]), &want.low_res_logits);
         assert!(d <= 1e-5, "{t}: batched differs by {d}");
     }

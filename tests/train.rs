@@ -195,7 +195,7 @@ fn the_loss_falls_and_the_output_is_a_model_directory() {
     let jpeg = std::fs::read(fixture().dataset.join("JPEGImages/synth_000000.jpg")).unwrap();
     let features = model.encode_bytes(&jpeg).unwrap();
     let preds = model
-        .decode(&features, &[rsam::Prompt::text("the storage tank on the left")])
+        .predict(&features, vec![rsam::Prompt::text("the storage tank on the left")])
         .unwrap();
     assert_eq!(preds[0].low_res_logits.len(), 16 * 16);
     assert!(preds[0].low_res_logits.iter().all(|v| v.is_finite()));

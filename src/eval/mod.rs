@@ -132,8 +132,8 @@ pub fn evaluate(args: &EvalArgs, progress: &Progress) -> anyhow::Result<runner::
         }
         Mode::Model { dir, clicks } => {
             let options = crate::LoadOptions {
-                device: crate::model::parse_device(&args.device)?,
-                dtype: crate::model::parse_dtype(&args.dtype)?,
+                device: crate::predictor::parse_device(&args.device)?,
+                dtype: crate::predictor::parse_dtype(&args.dtype)?,
                 max_pixels: args.max_pixels,
             };
             let model = crate::Rsam::load(dir, &options)?;

@@ -16,8 +16,8 @@ use super::progress::Progress;
 use super::report::Report;
 use crate::mask::rle;
 use crate::mask::BinaryMask;
-use crate::preprocess::RgbImage;
-use crate::{ImageFeatures, Point, Prediction, Prompt, Rsam};
+use crate::preprocess::Rgb8Image;
+use crate::{EncodedImage, Point, Prediction, Prompt, Rsam};
 
 /// Where the masks come from.
 pub enum Source<'a> {
@@ -152,7 +152,7 @@ fn evaluate_image(
     tally.images += 1;
 }
 
-fn read_image(dataset: &Dataset, name: &str, max_pixels: u64) -> Result<RgbImage, String> {
+fn read_image(dataset: &Dataset, name: &str, max_pixels: u64) -> Result<Rgb8Image, String> {
     let path = dataset.image_path(name).map_err(|e| e.to_string())?;
     let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     // Annotations are drawn on the stored pixel grid, as PIL loads it.
@@ -196,7 +196,7 @@ fn saved_mask(rle: &rle::Rle, gt: &BinaryMask) -> Result<Vec<u8>, String> {
 /// One encoded image and the protocol to run on its sentences.
 struct ImageRun<'a> {
     model: &'a Rsam,
-    features: &'a ImageFeatures,
+    features: &'a EncodedImage,
     clicks: usize,
 }
 
@@ -246,7 +246,7 @@ impl ImageRun<'_> {
     /// The text-only prediction and the correction clicks of a chunk.
     fn chunk(&self, samples: &[Sample]) -> crate::Result<Vec<Trace>> {
         let prompts: Vec<Prompt> = samples.iter().map(|s| Prompt::text(s.sentence.clone())).collect();
-        let predictions = self.model.decode(self.features, &prompts)?;
+        let predictions = self.model.predict(self.features, prompts)?;
         let mut states: Vec<State> = samples
             .par_iter()
             .zip(predictions.into_par_iter())
@@ -274,7 +274,7 @@ impl ImageRun<'_> {
         states.par_iter_mut().for_each(|s| s.add_click(w, h));
         let active: Vec<usize> = (0..states.len()).filter(|&i| !states[i].done).collect();
         let prompts: Vec<Prompt> = active.iter().map(|&i| states[i].prompt()).collect();
-        let predictions = self.model.decode(self.features, &prompts)?;
+        let predictions = self.model.predict(self.features, prompts)?;
         for (&i, p) in active.iter().zip(predictions) {
             states[i].prediction = p;
         }

@@ -67,7 +67,7 @@ impl FpnNeck {
 
 /// Prompt-independent image features: what one encoding gives every prompt.
 #[derive(Debug, Clone)]
-pub struct ImageFeatures {
+pub struct ImageEmbeddings {
     /// B x d x S/16 x S/16: the image embedding the mask decoder attends to.
     pub image_embed: Tensor,
     /// B x d/8 x S/4 x S/4: level 0 after `conv_s0`.
@@ -76,7 +76,7 @@ pub struct ImageFeatures {
     pub high_res_s1: Tensor,
 }
 
-impl ImageFeatures {
+impl ImageEmbeddings {
     /// Bytes held by the feature tensors (for cache accounting).
     pub fn nbytes(&self) -> usize {
         [&self.image_embed, &self.high_res_s0, &self.high_res_s1]
@@ -91,8 +91,8 @@ impl ImageFeatures {
     }
 
     /// The features of image `i` of a batch.
-    pub fn get(&self, i: usize) -> Result<ImageFeatures> {
-        Ok(ImageFeatures {
+    pub fn get(&self, i: usize) -> Result<ImageEmbeddings> {
+        Ok(ImageEmbeddings {
             image_embed: self.image_embed.narrow(0, i, 1)?,
             high_res_s0: self.high_res_s0.narrow(0, i, 1)?,
             high_res_s1: self.high_res_s1.narrow(0, i, 1)?,
@@ -127,9 +127,9 @@ impl ImageEncoder {
 }
 
 /// Applies `conv_s0` / `conv_s1` to the two highest-resolution levels.
-pub fn project_high_res(levels: &[Tensor], conv_s0: &Conv2d, conv_s1: &Conv2d) -> Result<ImageFeatures> {
+pub fn project_high_res(levels: &[Tensor], conv_s0: &Conv2d, conv_s1: &Conv2d) -> Result<ImageEmbeddings> {
     let last = levels.len() - 1;
-    Ok(ImageFeatures {
+    Ok(ImageEmbeddings {
         image_embed: levels[last].clone(),
         high_res_s0: conv_s0.forward(&levels[0])?,
         high_res_s1: conv_s1.forward(&levels[1])?,

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::bert::BertModel;
-use super::image_encoder::{project_high_res, ImageEncoder, ImageFeatures};
+use super::image_encoder::{project_high_res, ImageEmbeddings, ImageEncoder};
 use super::mask_decoder::{DecoderOutput, MaskDecoder};
 use super::prompt_encoder::{PromptEncoder, LABEL_PAD};
 use super::transformer::TwoWayGuidanceTransformer;
@@ -161,12 +161,12 @@ impl RsamModel {
     }
 
     /// Encodes a B x 3 x S x S normalised batch.
-    pub fn encode(&self, pixels: &Tensor) -> Result<ImageFeatures> {
+    pub fn encode(&self, pixels: &Tensor) -> Result<ImageEmbeddings> {
         Ok(self.encode_traced(pixels)?.0)
     }
 
     /// [`Self::encode`] that also returns the intermediate tensors.
-    pub fn encode_traced(&self, pixels: &Tensor) -> Result<(ImageFeatures, EncoderTrace)> {
+    pub fn encode_traced(&self, pixels: &Tensor) -> Result<(ImageEmbeddings, EncoderTrace)> {
         let pixels = pixels.to_dtype(self.dtype)?;
         let (levels, trunk) = self.image_encoder.forward(&pixels)?;
         let features = project_high_res(&levels, &self.mask_decoder.conv_s0, &self.mask_decoder.conv_s1)?;
@@ -204,7 +204,7 @@ impl RsamModel {
     }
 
     /// Decodes a batch of prompts on the features of one image.
-    pub fn decode(&self, features: &ImageFeatures, batch: &DecodeBatch) -> Result<DecoderOutput> {
+    pub fn decode(&self, features: &ImageEmbeddings, batch: &DecodeBatch) -> Result<DecoderOutput> {
         // Text: BERT + TWGM for the prompts that have a sentence.
         let guided = batch
             .texts
@@ -217,7 +217,7 @@ impl RsamModel {
     /// BERT + `text_proj` + TWGM for a batch of sentences on one image: what
     /// [`Self::decode_guided`] needs. Training computes it once and decodes
     /// several correction-click steps with it.
-    pub fn guidance(&self, features: &ImageFeatures, texts: &TextBatch) -> Result<(Tensor, Tensor)> {
+    pub fn guidance(&self, features: &ImageEmbeddings, texts: &TextBatch) -> Result<(Tensor, Tensor)> {
         let text_features = self.encode_text(texts)?.to_dtype(self.dtype)?;
         self.guide(&features.image_embed, &text_features, texts)
     }
@@ -226,7 +226,7 @@ impl RsamModel {
     /// [`Self::guidance`] for `batch.texts` (`None` when no prompt has text).
     pub fn decode_guided(
         &self,
-        features: &ImageFeatures,
+        features: &ImageEmbeddings,
         guided: Option<&(Tensor, Tensor)>,
         batch: &DecodeBatch,
     ) -> Result<DecoderOutput> {

@@ -77,7 +77,7 @@ pub struct SegmentJson {
     pub outputs: Option<Vec<String>>,
 }
 
-/// `POST /v1/refine`.
+/// `POST /v1/refine` as JSON.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefineJson {
@@ -141,7 +141,12 @@ impl RawSegment {
 /// Where the image comes from.
 #[derive(Debug, Clone)]
 pub enum ImageSource {
-    Bytes(Bytes),
+    /// The file, with the id the client says it has (`X-Rsam-Image-Id`),
+    /// checked against the bytes once they are hashed.
+    Bytes {
+        bytes: Bytes,
+        claimed_id: Option<String>,
+    },
     Id(String),
 }
 
@@ -191,10 +196,34 @@ pub struct SegmentRequest {
     pub outputs: Outputs,
 }
 
+/// A checked refine request: new clicks and an optional new box for an
+/// earlier result.
+#[derive(Debug, Clone)]
+pub struct RefineRequest {
+    pub result_id: String,
+    pub points: Vec<Point>,
+    pub bbox: Option<[f32; 4]>,
+    pub outputs: Outputs,
+}
+
+impl RefineRequest {
+    pub fn from_json(json: RefineJson, limits: &Limits) -> Result<Self, ApiError> {
+        Ok(Self {
+            outputs: Outputs::parse(json.outputs.as_deref())?,
+            points: parse_points(json.points.as_deref().unwrap_or_default(), limits.max_points)?,
+            bbox: json.bbox.as_deref().map(parse_box).transpose()?,
+            result_id: json.result_id,
+        })
+    }
+}
+
 impl SegmentRequest {
     pub fn from_raw(raw: RawSegment, limits: &Limits) -> Result<Self, ApiError> {
         let image = match (raw.image.clone(), raw.image_id.clone()) {
-            (Some(bytes), None) => ImageSource::Bytes(bytes),
+            (Some(bytes), None) => ImageSource::Bytes {
+                bytes,
+                claimed_id: None,
+            },
             (None, Some(id)) => ImageSource::Id(id),
             (Some(_), Some(_)) => return Err(ApiError::invalid_request("give either image or image_id, not both")),
             (None, None) => {
@@ -339,7 +368,7 @@ pub fn parse_box(b: &[f64]) -> Result<[f32; 4], ApiError> {
 
 /// A float32 `.npy` of S/4 x S/4 logits (leading 1-dimensions allowed).
 pub fn parse_mask_input(npy: &[u8], side: usize) -> Result<Vec<f32>, ApiError> {
-    let (shape, data) = crate::npy::read_f32(npy).map_err(ApiError::from_prompt_error)?;
+    let (shape, data) = crate::npy::read_f32(npy)?;
     let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
     let ok = squeezed == [side, side] || (side == 1 && squeezed.is_empty());
     if !ok {
@@ -405,6 +434,59 @@ pub struct SegmentResponse {
     pub cached: bool,
     pub results: Vec<SegmentResult>,
     pub timings_ms: Timings,
+}
+
+/// `GET /v1/model` answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub model: String,
+    pub model_dir: std::path::PathBuf,
+    pub weights: std::path::PathBuf,
+    pub device: String,
+    pub dtype: String,
+    /// S, the square model input side.
+    pub image_size: usize,
+    /// S/4, the side of low-resolution logits and `mask_input`.
+    pub low_res_size: usize,
+    pub max_text_tokens: usize,
+    pub parameters: usize,
+    /// The model directory's `config.json`.
+    pub config: crate::RsamConfig,
+    pub cache: super::cache::CacheStats,
+    pub queue: QueueInfo,
+    pub batching: BatchingInfo,
+    pub results: ResultsInfo,
+    pub limits: LimitsInfo,
+    pub version: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueInfo {
+    pub depth: usize,
+    pub capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchingInfo {
+    pub max_batch_size: usize,
+    pub max_batch_wait_ms: f64,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultsInfo {
+    pub stored: usize,
+    pub ttl_s: u64,
+    pub capacity: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitsInfo {
+    pub max_points: usize,
+    pub max_queries: usize,
+    pub max_body_bytes: usize,
+    pub max_pixels: u64,
+    pub request_timeout_s: f64,
 }
 
 /// `POST /v1/images` answer.

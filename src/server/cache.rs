@@ -8,36 +8,13 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use lru::LruCache;
 use tokio::sync::oneshot;
 
-use super::engine::Encoded;
+use super::cached_image::CachedImage;
 use super::errors::ApiError;
 use super::metrics::Metrics;
-use crate::ImageFeatures;
-
-/// An encoded image as the cache keeps it.
-#[derive(Debug)]
-pub struct CachedImage {
-    /// Hex SHA-256 of the image file bytes.
-    pub image_id: String,
-    pub features: ImageFeatures,
-    pub nbytes: usize,
-    /// How long the encoding took (reported to the requests that waited).
-    pub encode_time: Duration,
-}
-
-impl CachedImage {
-    pub fn width(&self) -> u32 {
-        self.features.width
-    }
-
-    pub fn height(&self) -> u32 {
-        self.features.height
-    }
-}
 
 type Outcome = Result<Arc<CachedImage>, ApiError>;
 
@@ -194,16 +171,8 @@ impl FeatureCache {
 
     /// Ends an encoding: caches the features (when they fit) and hands the
     /// outcome to every waiter.
-    pub fn complete(&self, image_id: &str, outcome: Result<Encoded, ApiError>) {
+    pub fn complete(&self, image_id: &str, outcome: Outcome) {
         let key = self.key(image_id);
-        let outcome = outcome.map(|encoded| {
-            Arc::new(CachedImage {
-                image_id: image_id.to_string(),
-                nbytes: encoded.features.nbytes(),
-                features: encoded.features,
-                encode_time: encoded.took,
-            })
-        });
         let waiters = {
             let mut inner = self.lock();
             if let Ok(entry) = &outcome {
@@ -218,19 +187,20 @@ impl FeatureCache {
     }
 
     fn insert(&self, inner: &mut Inner, key: Key, entry: Arc<CachedImage>) {
-        if entry.nbytes > self.capacity_bytes {
+        let nbytes = entry.nbytes();
+        if nbytes > self.capacity_bytes {
             // Would evict everything and still not fit: serve it uncached.
             return;
         }
-        inner.bytes += entry.nbytes;
+        inner.bytes += nbytes;
         if let Some(old) = inner.lru.put(key, entry) {
-            inner.bytes -= old.nbytes;
+            inner.bytes -= old.nbytes();
         }
         while inner.bytes > self.capacity_bytes {
             let Some((_, evicted)) = inner.lru.pop_lru() else {
                 break;
             };
-            inner.bytes -= evicted.nbytes;
+            inner.bytes -= evicted.nbytes();
             self.metrics.cache_evictions.inc();
         }
         self.metrics.cache_bytes.set(inner.bytes as i64);
@@ -263,12 +233,14 @@ fn register(pending: &mut Pending) -> Waiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::predictor::EncodedImage;
     use crate::server::errors::ErrorCode;
+    use std::time::Duration;
 
-    fn features() -> ImageFeatures {
+    fn features() -> EncodedImage {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny");
         let model = crate::Rsam::load(&dir, &crate::LoadOptions::default()).unwrap();
-        let image = crate::preprocess::RgbImage {
+        let image = crate::preprocess::Rgb8Image {
             width: 8,
             height: 8,
             data: vec![100; 8 * 8 * 3],
@@ -276,11 +248,12 @@ mod tests {
         model.encode_image(&image).unwrap()
     }
 
-    fn encoded(f: &ImageFeatures) -> Result<Encoded, ApiError> {
-        Ok(Encoded {
-            features: f.clone(),
-            took: Duration::from_millis(1),
-        })
+    fn encoded(id: &str, f: &EncodedImage) -> Outcome {
+        Ok(Arc::new(CachedImage {
+            image_id: id.into(),
+            encoded: f.clone(),
+            encode_time: Duration::from_millis(1),
+        }))
     }
 
     fn leader(cache: &FeatureCache, id: &str) -> Waiter {
@@ -301,13 +274,13 @@ mod tests {
         let Begin::Pending(follower) = cache.begin("a", 8, 8) else {
             panic!("the second request must wait on the first")
         };
-        cache.complete("a", encoded(&f));
+        cache.complete("a", encoded("a", &f));
         assert!(rt.block_on(lead.wait()).is_ok() && rt.block_on(follower.wait()).is_ok());
         assert_eq!((metrics.cache_misses.get(), metrics.cache_hits.get()), (1, 1));
 
         for id in ["b", "c"] {
             let _ = leader(&cache, id);
-            cache.complete(id, encoded(&f));
+            cache.complete(id, encoded(id, &f));
         }
         // Room for two: "a" (least recently used) is gone.
         assert!(matches!(cache.lookup("a"), Lookup::Absent));

@@ -76,7 +76,7 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn to_config(&self) -> ServerConfig {
         ServerConfig {
-            model_dir: self.model.clone().unwrap_or_else(crate::model::default_model_dir),
+            model_dir: self.model.clone().unwrap_or_else(crate::predictor::default_model_dir),
             addr: self.addr,
             device: self.device.clone(),
             dtype: self.dtype.clone(),

@@ -18,11 +18,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::preprocess::RgbImage;
-use crate::{ImageFeatures, Prediction, Prompt, Rsam};
+use crate::predictor::{CheckedPrompt, ModelImage};
+use crate::{Prediction, Rsam};
 use tokio::sync::oneshot;
+use tracing::Span;
 
-use super::cache::CachedImage;
+use super::cached_image::CachedImage;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::{Metrics, Stage};
 
@@ -39,26 +40,18 @@ pub struct EngineConfig {
     pub workers: usize,
 }
 
-/// A finished encoding.
-#[derive(Debug)]
-pub struct Encoded {
-    pub features: ImageFeatures,
-    /// Wall time of the model call.
-    pub took: Duration,
-}
-
 /// Called exactly once with an encoding's outcome (on drop if never called,
 /// so a lost job can never leave waiters hanging).
 pub struct EncodeDone(Option<OnEncoded>);
 
-type OnEncoded = Box<dyn FnOnce(Result<Encoded, ApiError>) + Send>;
+type OnEncoded = Box<dyn FnOnce(Result<Arc<CachedImage>, ApiError>) + Send>;
 
 impl EncodeDone {
-    pub fn new(f: impl FnOnce(Result<Encoded, ApiError>) + Send + 'static) -> Self {
+    pub fn new(f: impl FnOnce(Result<Arc<CachedImage>, ApiError>) + Send + 'static) -> Self {
         Self(Some(Box::new(f)))
     }
 
-    fn call(mut self, outcome: Result<Encoded, ApiError>) {
+    fn call(mut self, outcome: Result<Arc<CachedImage>, ApiError>) {
         if let Some(f) = self.0.take() {
             f(outcome);
         }
@@ -73,14 +66,14 @@ impl Drop for EncodeDone {
     }
 }
 
-/// Encode one image. `image` is already resized to the model's S x S input
-/// (the queue then holds S*S*3 bytes per job whatever the upload size);
-/// `width` / `height` are the original size the prompts refer to.
+/// Encode one image, already resized to the model's S x S input (the queue
+/// then holds S*S*3 bytes per job whatever the upload size).
 pub struct EncodeJob {
-    pub image: RgbImage,
-    pub width: u32,
-    pub height: u32,
+    pub image_id: String,
+    pub image: ModelImage,
     pub deadline: Instant,
+    /// The request's span: the worker logs inside it.
+    pub span: Span,
     pub done: EncodeDone,
 }
 
@@ -96,11 +89,13 @@ pub struct DecodeOutput {
     pub batch_size: usize,
 }
 
-/// Decode a request's prompts on one cached image.
+/// Decode a request's prompts, checked against its image, on that image.
 pub struct DecodeJob {
     pub image: Arc<CachedImage>,
-    pub prompts: Vec<Prompt>,
+    pub prompts: Vec<CheckedPrompt>,
     pub deadline: Instant,
+    /// The request's span: the worker logs inside it.
+    pub span: Span,
     pub reply: oneshot::Sender<Result<DecodeOutput, ApiError>>,
 }
 
@@ -299,25 +294,28 @@ impl Worker {
     }
 
     fn encode(&self, job: EncodeJob) {
+        let _request = job.span.enter();
         if Instant::now() > job.deadline {
             return job.done.call(Err(timeout()));
         }
         let start = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.encode_image(&job.image)));
-        let took = start.elapsed();
-        self.metrics.observe_stage(Stage::Encode, took);
+        let result = catch_unwind(AssertUnwindSafe(|| self.model.encode(&job.image)));
+        let encode_time = start.elapsed();
+        self.metrics.observe_stage(Stage::Encode, encode_time);
         let outcome = match result {
-            Ok(Ok(mut features)) => {
-                features.width = job.width;
-                features.height = job.height;
-                Ok(Encoded { features, took })
-            }
-            Ok(Err(e)) => Err(ApiError::internal(format!("encoding failed: {e}"))),
+            Ok(Ok(encoded)) => Ok(Arc::new(CachedImage {
+                image_id: job.image_id.clone(),
+                encoded,
+                encode_time,
+            })),
+            Ok(Err(e)) => Err(ApiError::from(e).during("encoding")),
             Err(panic) => Err(panicked("encoding", panic)),
         };
-        if let Err(e) = &outcome {
-            tracing::error!(error = %e, "image encoding failed");
+        match &outcome {
+            Ok(_) => tracing::debug!(image_id = %job.image_id, ms = encode_time.as_secs_f64() * 1e3, "image encoded"),
+            Err(e) => tracing::error!(image_id = %job.image_id, error = %e, "image encoding failed"),
         }
+        drop(_request);
         job.done.call(outcome);
     }
 
@@ -380,8 +378,14 @@ impl Worker {
         if live.is_empty() {
             return;
         }
-        let prompts: Vec<Prompt> = live.iter().flat_map(|t| t.job.prompts.iter().cloned()).collect();
-        match self.run_decode(&live[0].job.image.features, &prompts) {
+        // One span for the model call, linked to every request in it.
+        let span = tracing::info_span!("decode_batch", requests = live.len());
+        for t in &live {
+            span.follows_from(&t.job.span);
+        }
+        let _batch = span.enter();
+        let prompts: Vec<CheckedPrompt> = live.iter().flat_map(|t| t.job.prompts.iter().cloned()).collect();
+        match self.run_decode(&live[0].job.image, &prompts) {
             Ok((predictions, took)) => reply_split(live, predictions, took),
             Err(_) if live.len() > 1 => {
                 for t in live {
@@ -397,7 +401,8 @@ impl Worker {
     }
 
     fn decode_alone(&self, t: Taken) {
-        let result = self.run_decode(&t.job.image.features, &t.job.prompts);
+        let _request = t.job.span.enter();
+        let result = self.run_decode(&t.job.image, &t.job.prompts);
         let _ = match result {
             Ok((predictions, took)) => {
                 let output = DecodeOutput {
@@ -414,11 +419,11 @@ impl Worker {
 
     fn run_decode(
         &self,
-        features: &ImageFeatures,
-        prompts: &[Prompt],
+        image: &CachedImage,
+        prompts: &[CheckedPrompt],
     ) -> Result<(Vec<Prediction>, Duration), ApiError> {
         let start = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.decode(features, prompts)));
+        let result = catch_unwind(AssertUnwindSafe(|| self.model.decode(&image.encoded, prompts)));
         let took = start.elapsed();
         self.metrics.observe_stage(Stage::Decode, took);
         self.metrics.observe_batch(prompts.len());
@@ -429,10 +434,7 @@ impl Worker {
                 p.len(),
                 prompts.len()
             ))),
-            Ok(Err(e @ (crate::RsamError::Prompt(_) | crate::RsamError::MaskInput(_)))) => {
-                Err(ApiError::from_prompt_error(e))
-            }
-            Ok(Err(e)) => Err(ApiError::internal(format!("decoding failed: {e}"))),
+            Ok(Err(e)) => Err(ApiError::from(e).during("decoding")),
             Err(panic) => Err(panicked("decoding", panic)),
         };
         if let Err(e) = &outcome {
@@ -477,6 +479,8 @@ fn panicked(what: &str, panic: Box<dyn std::any::Any + Send>) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::Rgb8Image;
+    use crate::Prompt;
 
     fn tiny() -> Arc<Rsam> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny");
@@ -494,16 +498,14 @@ mod tests {
     }
 
     fn cached(model: &Rsam, id: &str) -> Arc<CachedImage> {
-        let image = RgbImage {
+        let image = Rgb8Image {
             width: 40,
             height: 30,
             data: (0..40 * 30 * 3).map(|i| (i % 256) as u8).collect(),
         };
-        let features = model.encode_image(&image).unwrap();
         Arc::new(CachedImage {
             image_id: id.into(),
-            nbytes: features.nbytes(),
-            features,
+            encoded: model.encode_image(&image).unwrap(),
             encode_time: Duration::ZERO,
         })
     }
@@ -511,7 +513,7 @@ mod tests {
     fn submit(
         engine: &Engine,
         image: &Arc<CachedImage>,
-        prompt: Prompt,
+        prompt: CheckedPrompt,
     ) -> oneshot::Receiver<Result<DecodeOutput, ApiError>> {
         let (reply, rx) = oneshot::channel();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -519,17 +521,20 @@ mod tests {
             image: image.clone(),
             prompts: vec![prompt],
             deadline,
+            span: Span::none(),
             reply,
         };
         engine.submit(Job::Decode(job)).unwrap();
         rx
     }
 
-    fn click(x: f32) -> Prompt {
-        Prompt {
+    /// A click checked against an image of `width` x 30.
+    fn click(model: &Rsam, x: f32, width: u32) -> CheckedPrompt {
+        let prompt = Prompt {
             points: vec![crate::Point { x, y: 5.0, label: 1 }],
             ..Default::default()
-        }
+        };
+        model.check_prompt(prompt, width, 30).unwrap()
     }
 
     #[test]
@@ -537,31 +542,31 @@ mod tests {
         let model = tiny();
         let engine = engine(&model, 300);
         let image = cached(&model, "a");
-        // Queued together, batched together; the bad one (a click outside
-        // the image, which the HTTP layer would have refused) fails the
+        // Queued together, batched together; the bad one (checked against
+        // another image size, which the service never does) fails the
         // batch, and the retry one by one fails only itself.
-        let good = submit(&engine, &image, click(5.0));
-        let bad = submit(&engine, &image, click(500.0));
+        let good = submit(&engine, &image, click(&model, 5.0, 40));
+        let bad = submit(&engine, &image, click(&model, 5.0, 80));
         let good = good.blocking_recv().unwrap().unwrap();
         assert_eq!(good.predictions.len(), 1);
         let bad = bad.blocking_recv().unwrap().unwrap_err();
         assert_eq!(bad.code, ErrorCode::InvalidPrompt);
         // Features that do not fit the model: an error, not a dead worker.
-        let mut broken = cached(&model, "b").as_ref().features.clone();
+        let mut broken = cached(&model, "b").encoded.clone();
         broken.embeddings.image_embed =
             candle_core::Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
         let broken = Arc::new(CachedImage {
             image_id: "b".into(),
-            nbytes: 0,
-            features: broken,
+            encoded: broken,
             encode_time: Duration::ZERO,
         });
-        let err = submit(&engine, &broken, click(5.0))
+        let err = submit(&engine, &broken, click(&model, 5.0, 40))
             .blocking_recv()
             .unwrap()
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InternalError);
-        let again = submit(&engine, &image, click(6.0)).blocking_recv().unwrap();
+        assert!(err.message.starts_with("decoding failed: "), "{}", err.message);
+        let again = submit(&engine, &image, click(&model, 6.0, 40)).blocking_recv().unwrap();
         assert!(again.is_ok(), "the worker still serves");
         engine.shutdown();
     }
@@ -575,8 +580,9 @@ mod tests {
         let (reply, rx) = oneshot::channel();
         let job = DecodeJob {
             image,
-            prompts: vec![click(5.0)],
+            prompts: vec![click(&model, 5.0, 40)],
             deadline: Instant::now(),
+            span: Span::none(),
             reply,
         };
         assert_eq!(engine.submit(Job::Decode(job)).unwrap_err().code, ErrorCode::NotReady);

@@ -13,6 +13,7 @@ pub enum ErrorCode {
     MalformedJson,
     MalformedMultipart,
     MalformedBase64,
+    ImageIdMismatch,
     Unauthorized,
     NotFound,
     ImageNotCached,
@@ -38,10 +39,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for documentation checks.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         Self::MalformedJson,
         Self::MalformedMultipart,
         Self::MalformedBase64,
+        Self::ImageIdMismatch,
         Self::Unauthorized,
         Self::NotFound,
         Self::ImageNotCached,
@@ -70,6 +72,7 @@ impl ErrorCode {
             Self::MalformedJson => "malformed_json",
             Self::MalformedMultipart => "malformed_multipart",
             Self::MalformedBase64 => "malformed_base64",
+            Self::ImageIdMismatch => "image_id_mismatch",
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::ImageNotCached => "image_not_cached",
@@ -96,7 +99,9 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            Self::MalformedJson | Self::MalformedMultipart | Self::MalformedBase64 => StatusCode::BAD_REQUEST,
+            Self::MalformedJson | Self::MalformedMultipart | Self::MalformedBase64 | Self::ImageIdMismatch => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound | Self::ImageNotCached | Self::ResultNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -151,20 +156,27 @@ impl ApiError {
         serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}})
     }
 
-    /// Maps a library error on a prompt to the matching code.
-    pub fn from_prompt_error(err: RsamError) -> Self {
-        match err {
-            RsamError::MaskInput(m) => Self::new(ErrorCode::InvalidMaskInput, format!("mask_input: {m}")),
-            RsamError::Prompt(m) => Self::new(ErrorCode::InvalidPrompt, m),
-            other => Self::internal(other.to_string()),
+    /// Prefixes the message of an internal error with what was being done;
+    /// errors a client caused keep their message.
+    pub fn during(mut self, what: &str) -> Self {
+        if self.code == ErrorCode::InternalError {
+            self.message = format!("{what} failed: {}", self.message);
         }
+        self
     }
+}
 
-    /// Maps a library error from decoding image bytes to the matching code.
-    pub fn from_image_error(err: RsamError) -> Self {
+/// The one mapping of library errors to API errors: what a client caused
+/// (a bad image, prompt, text or mask prompt) gets its code, everything else
+/// is internal.
+impl From<RsamError> for ApiError {
+    fn from(err: RsamError) -> Self {
         match err {
-            e @ RsamError::ImageTooLarge { .. } => Self::new(ErrorCode::ImageTooLarge, e.to_string()),
+            RsamError::Prompt(m) => Self::new(ErrorCode::InvalidPrompt, m),
+            RsamError::Text(m) => Self::new(ErrorCode::InvalidText, format!("text: {m}")),
+            RsamError::MaskInput(m) => Self::new(ErrorCode::InvalidMaskInput, format!("mask_input: {m}")),
             RsamError::Image(m) => Self::new(ErrorCode::InvalidImage, format!("cannot decode the image: {m}")),
+            e @ RsamError::ImageTooLarge { .. } => Self::new(ErrorCode::ImageTooLarge, e.to_string()),
             other => Self::internal(other.to_string()),
         }
     }

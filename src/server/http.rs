@@ -20,7 +20,10 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::api::{parse_json, ImageJson, RawSegment, RefineJson, SegmentJson, SegmentRequest, SegmentResponse};
+use super::api::{
+    parse_json, ImageJson, ImageSource, RawSegment, RefineJson, RefineRequest, SegmentJson, SegmentRequest,
+    SegmentResponse,
+};
 use super::config::ServerConfig;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
@@ -289,12 +292,13 @@ async fn admit(state: &AppState, headers: &HeaderMap, body: Body, json_only: boo
             return Err(e);
         }
     };
-    let body = read_body(state, headers, body).await?;
+    let body = read_body(state, headers, body, &kind).await?;
     Ok(Admitted { service, kind, body })
 }
 
-/// Reads the whole body under the size limit (413 above it).
-async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// Reads the whole body under the size limit (413 above it). A body that
+/// breaks off is malformed in the body's own kind.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body, kind: &BodyKind) -> Result<Bytes, ApiError> {
     let limit = state.0.config.body_limit;
     let too_large = || {
         ApiError::new(
@@ -314,10 +318,12 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     let mut buffer = Vec::with_capacity(declared.unwrap_or(0) as usize);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                ErrorCode::MalformedMultipart,
-                format!("cannot read the request body: {e}"),
-            )
+            let code = match kind {
+                BodyKind::Json => ErrorCode::MalformedJson,
+                BodyKind::Multipart(_) => ErrorCode::MalformedMultipart,
+                BodyKind::Raw => ErrorCode::InvalidImage,
+            };
+            ApiError::new(code, format!("cannot read the request body: {e}"))
         })?;
         if buffer.len() + chunk.len() > limit {
             drain(headers, stream).await;
@@ -376,6 +382,17 @@ async fn parse_off<T: Send + 'static>(
     service.blocking(move || parse(&body)).await?
 }
 
+/// The routing header clients set to the image's id: load balancers hash
+/// on it, and rsam checks it against the bytes it receives.
+pub const IMAGE_ID_HEADER: &str = "x-rsam-image-id";
+
+/// The `X-Rsam-Image-Id` header, when sent.
+fn claimed_image_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(IMAGE_ID_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
 /// Whether the client asked for the mask as a PNG (`Accept: image/png`
 /// before any `application/json`).
 fn wants_png(headers: &HeaderMap) -> bool {
@@ -432,6 +449,9 @@ async fn segment(
         BodyKind::Raw => return Err(unsupported_content_type("image/*")),
     };
     let mut req = SegmentRequest::from_raw(raw, &service.limits)?;
+    if let ImageSource::Bytes { claimed_id, .. } = &mut req.image {
+        *claimed_id = claimed_image_id(&headers);
+    }
     let png = wants_png(&headers);
     req.outputs.png |= png;
     let resp = service.segment(req, deadline.0).await?;
@@ -449,11 +469,9 @@ async fn refine(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Admitted { service, body, .. } = admit(&state, &headers, body, true).await?;
-    let mut req: RefineJson = parse_json(&body)?;
+    let mut req = RefineRequest::from_json(parse_json::<RefineJson>(&body)?, &service.limits)?;
     let png = wants_png(&headers);
-    if png {
-        req.outputs.get_or_insert_with(|| vec!["rle".into()]).push("png".into());
-    }
+    req.outputs.png |= png;
     let resp = service.refine(req, deadline.0).await?;
     if png {
         png_response(resp)
@@ -477,7 +495,8 @@ async fn images(
         BodyKind::Multipart(boundary) => multipart::parse_image(body, boundary).await?,
         BodyKind::Raw => body,
     };
-    Ok(Json(service.warm(bytes, deadline.0).await?).into_response())
+    let claimed_id = claimed_image_id(&headers);
+    Ok(Json(service.warm(bytes, claimed_id, deadline.0).await?).into_response())
 }
 
 async fn model_info(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -494,10 +513,6 @@ async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    if let Some(service) = state.service_if_ready() {
-        // Gauges that are cheaper to read than to keep up to date.
-        service.metrics.queue_depth.set(service.engine.depth() as i64);
-    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         state.0.metrics.render(),

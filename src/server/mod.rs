@@ -15,6 +15,7 @@
 
 pub mod api;
 pub mod cache;
+pub mod cached_image;
 pub mod cli;
 pub mod config;
 pub mod engine;
@@ -222,8 +223,8 @@ fn fail(ready: &watch::Sender<Readiness>, shutdown: &watch::Sender<bool>, reason
 fn load_service(config: &ServerConfig, metrics: Metrics) -> Result<Service, ServerError> {
     let load = |e: crate::RsamError| ServerError::Load(e.to_string());
     let options = crate::LoadOptions {
-        device: crate::model::parse_device(&config.device).map_err(load)?,
-        dtype: crate::model::parse_dtype(&config.dtype).map_err(load)?,
+        device: crate::predictor::parse_device(&config.device).map_err(load)?,
+        dtype: crate::predictor::parse_dtype(&config.dtype).map_err(load)?,
         max_pixels: config.max_pixels,
     };
     let model = crate::Rsam::load(&config.model_dir, &options).map_err(load)?;

@@ -9,17 +9,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::preprocess::RgbImage;
+use crate::predictor::{CheckedPrompt, ModelImage};
+use crate::preprocess::Rgb8Image;
 use crate::{Prediction, Prompt, Rsam};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, Semaphore};
+use tracing::Span;
 
 use super::api::{
-    parse_box, parse_points, ImageResponse, ImageSource, Limits, Outputs, RefineJson, SegmentRequest, SegmentResponse,
-    SegmentResult, Timings,
+    BatchingInfo, ImageResponse, ImageSource, Limits, LimitsInfo, ModelInfo, Outputs, QueueInfo, RefineRequest,
+    ResultsInfo, SegmentRequest, SegmentResponse, SegmentResult, Timings,
 };
-use super::cache::{Begin, CachedImage, FeatureCache, Lookup};
+use super::cache::{Begin, FeatureCache, Lookup};
+use super::cached_image::CachedImage;
 use super::config::ServerConfig;
 use super::engine::{DecodeJob, DecodeOutput, EncodeDone, EncodeJob, Engine, EngineConfig, Job};
 use super::errors::{ApiError, ErrorCode};
@@ -47,9 +50,11 @@ impl std::fmt::Debug for Service {
     }
 }
 
-/// Features of the request's image and whether they came from the cache.
+/// The request's image, its prompts checked against it, and whether the
+/// features came from the cache.
 struct Resolved {
     image: Arc<CachedImage>,
+    prompts: Vec<CheckedPrompt>,
     cached: bool,
 }
 
@@ -75,9 +80,8 @@ pub fn image_id_of(bytes: &[u8]) -> String {
 }
 
 /// Decodes file bytes (415 when not an image at all, 422 when broken or
-/// too large) and resizes to the model's S x S input. Returns the resized
-/// image and the original size.
-fn decode_for_model(bytes: &[u8], max_pixels: u64, side: u32) -> Result<(RgbImage, u32, u32), ApiError> {
+/// too large) and resizes them to the model's S x S input.
+fn decode_for_model(model: &Rsam, bytes: &[u8], max_pixels: u64) -> Result<ModelImage, ApiError> {
     use image::ImageFormat as F;
     let format = image::guess_format(bytes).map_err(|_| {
         ApiError::new(
@@ -91,11 +95,24 @@ fn decode_for_model(bytes: &[u8], max_pixels: u64, side: u32) -> Result<(RgbImag
             format!("unsupported image format {format:?} (expected PNG, JPEG, TIFF, BMP or WebP)"),
         ));
     }
-    let image = crate::preprocess::decode_image(bytes, max_pixels).map_err(ApiError::from_image_error)?;
-    let (w, h) = (image.width, image.height);
-    // Resizing an S x S image to S x S is the identity, so encoding the
-    // resized copy gives exactly what encoding the original gives.
-    Ok((crate::preprocess::resize_bilinear_pil(&image, side, side), w, h))
+    let image = crate::preprocess::decode_image(bytes, max_pixels)?;
+    Ok(model.prepare(&image))
+}
+
+/// 400 unless `claimed` (the `X-Rsam-Image-Id` header, when sent) is the
+/// id of the bytes: a client whose router and server disagree on the id
+/// would otherwise fill the wrong replica's cache without noticing.
+fn check_claimed_id(claimed: Option<&str>, id: &str) -> Result<(), ApiError> {
+    match claimed {
+        Some(claimed) if !claimed.trim().eq_ignore_ascii_case(id) => Err(ApiError::new(
+            ErrorCode::ImageIdMismatch,
+            format!(
+                "X-Rsam-Image-Id is {} but the image bytes hash to {id}: send the hex SHA-256 of the image file",
+                quoted(claimed)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 impl Service {
@@ -151,18 +168,14 @@ impl Service {
     pub async fn segment(&self, req: SegmentRequest, deadline: Instant) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
         let mut t = Timings::default();
-        let resolved = self.resolve(req.image, &req.prompts, deadline, &mut t).await?;
-        self.respond(resolved, req.prompts, req.outputs, deadline, t, start)
-            .await
+        let resolved = self.resolve(req.image, req.prompts, deadline, &mut t).await?;
+        self.respond(resolved, req.outputs, deadline, t, start).await
     }
 
     /// `POST /v1/refine`: the official correction-click protocol.
-    pub async fn refine(&self, req: RefineJson, deadline: Instant) -> Result<SegmentResponse, ApiError> {
+    pub async fn refine(&self, req: RefineRequest, deadline: Instant) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
         let mut t = Timings::default();
-        let outputs = Outputs::parse(req.outputs.as_deref())?;
-        let new_points = parse_points(req.points.as_deref().unwrap_or_default(), self.limits.max_points)?;
-        let new_box = req.bbox.as_deref().map(parse_box).transpose()?;
         let stored = self.results.get(&req.result_id).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::ResultNotFound,
@@ -174,7 +187,7 @@ impl Service {
                 ),
             )
         })?;
-        let prompt = stored.refined_prompt(&new_points, new_box);
+        let prompt = stored.refined_prompt(&req.points, req.bbox);
         if prompt.points.len() > self.limits.max_points {
             return Err(ApiError::new(
                 ErrorCode::TooManyPoints,
@@ -185,16 +198,21 @@ impl Service {
                 ),
             ));
         }
-        let prompts = vec![prompt];
-        let resolved = self.resolve_id(&stored.image_id, &prompts, &mut t).await?;
-        self.respond(resolved, prompts, outputs, deadline, t, start).await
+        let resolved = self.resolve_id(&stored.image_id, vec![prompt], &mut t).await?;
+        self.respond(resolved, req.outputs, deadline, t, start).await
     }
 
     /// `POST /v1/images`: encode without a prompt.
-    pub async fn warm(&self, bytes: Bytes, deadline: Instant) -> Result<ImageResponse, ApiError> {
+    pub async fn warm(
+        &self,
+        bytes: Bytes,
+        claimed_id: Option<String>,
+        deadline: Instant,
+    ) -> Result<ImageResponse, ApiError> {
         let start = Instant::now();
         let mut t = Timings::default();
-        let r = self.resolve(ImageSource::Bytes(bytes), &[], deadline, &mut t).await?;
+        let source = ImageSource::Bytes { bytes, claimed_id };
+        let r = self.resolve(source, Vec::new(), deadline, &mut t).await?;
         t.total = ms(start.elapsed());
         Ok(ImageResponse {
             image_id: r.image.image_id.clone(),
@@ -208,18 +226,20 @@ impl Service {
     async fn resolve(
         &self,
         source: ImageSource,
-        prompts: &[Prompt],
+        prompts: Vec<Prompt>,
         deadline: Instant,
         t: &mut Timings,
     ) -> Result<Resolved, ApiError> {
         match source {
             ImageSource::Id(id) => self.resolve_id(&id, prompts, t).await,
-            ImageSource::Bytes(bytes) => self.resolve_bytes(bytes, prompts, deadline, t).await,
+            ImageSource::Bytes { bytes, claimed_id } => {
+                self.resolve_bytes(bytes, claimed_id, prompts, deadline, t).await
+            }
         }
     }
 
     /// Cached (or being encoded) features, else 404 `image_not_cached`.
-    async fn resolve_id(&self, id: &str, prompts: &[Prompt], t: &mut Timings) -> Result<Resolved, ApiError> {
+    async fn resolve_id(&self, id: &str, prompts: Vec<Prompt>, t: &mut Timings) -> Result<Resolved, ApiError> {
         match self.cache.lookup(id) {
             Lookup::Absent => Err(ApiError::new(
                 ErrorCode::ImageNotCached,
@@ -233,64 +253,71 @@ impl Service {
         }
     }
 
-    /// Validates against a found image's size, then waits for it if needed.
-    async fn use_found(&self, found: Lookup, prompts: &[Prompt], t: &mut Timings) -> Result<Resolved, ApiError> {
-        let image = match found {
+    /// Checks the prompts against a found image's size, then waits for it
+    /// if needed.
+    async fn use_found(&self, found: Lookup, prompts: Vec<Prompt>, t: &mut Timings) -> Result<Resolved, ApiError> {
+        let (image, prompts) = match found {
             Lookup::Hit(image) => {
-                self.validate(prompts, image.width(), image.height(), t).await?;
-                image
+                let prompts = self.check(prompts, image.width(), image.height(), t).await?;
+                (image, prompts)
             }
             Lookup::Pending(waiter) => {
-                self.validate(prompts, waiter.width, waiter.height, t).await?;
-                waiter.wait().await?
+                let prompts = self.check(prompts, waiter.width, waiter.height, t).await?;
+                (waiter.wait().await?, prompts)
             }
             Lookup::Absent => return Err(ApiError::internal("image lookup lost its entry")),
         };
         self.cache.count_hit();
-        Ok(Resolved { image, cached: true })
+        Ok(Resolved {
+            image,
+            prompts,
+            cached: true,
+        })
     }
 
     async fn resolve_bytes(
         &self,
         bytes: Bytes,
-        prompts: &[Prompt],
+        claimed_id: Option<String>,
+        prompts: Vec<Prompt>,
         deadline: Instant,
         t: &mut Timings,
     ) -> Result<Resolved, ApiError> {
         let hashed = bytes.clone();
         let id = self.blocking(move || image_id_of(&hashed)).await?;
+        check_claimed_id(claimed_id.as_deref(), &id)?;
         match self.cache.lookup(&id) {
             Lookup::Absent => {}
             found => return self.use_found(found, prompts, t).await,
         }
-        let (max_pixels, side) = (self.config.max_pixels, self.model.image_size() as u32);
+        let (model, max_pixels) = (self.model.clone(), self.config.max_pixels);
         let start = Instant::now();
-        let decoded = self.blocking(move || decode_for_model(&bytes, max_pixels, side)).await;
+        let decoded = self
+            .blocking(move || decode_for_model(&model, &bytes, max_pixels))
+            .await;
         self.metrics.observe_stage(Stage::ImageDecode, start.elapsed());
         t.image_decode = ms(start.elapsed());
-        let (image, width, height) = decoded??;
-        self.validate(prompts, width, height, t).await?;
-        match self.cache.begin(&id, width, height) {
-            Begin::Hit(image) => Ok(Resolved { image, cached: true }),
-            Begin::Pending(waiter) => Ok(Resolved {
-                image: waiter.wait().await?,
-                cached: true,
-            }),
+        let image = decoded??;
+        let prompts = self.check(prompts, image.width, image.height, t).await?;
+        let (image, cached) = match self.cache.begin(&id, image.width, image.height) {
+            Begin::Hit(found) => (found, true),
+            Begin::Pending(waiter) => (waiter.wait().await?, true),
             Begin::Leader(waiter) => {
                 let encode = EncodeJob {
+                    image_id: id.clone(),
                     image,
-                    width,
-                    height,
                     deadline,
+                    span: Span::current(),
                     done: self.completes_cache(id),
                 };
                 // A refused job answers the waiter with the refusal.
                 let _ = self.engine.submit(Job::Encode(encode));
                 let image = waiter.wait().await?;
                 t.encode = ms(image.encode_time);
-                Ok(Resolved { image, cached: false })
+                (image, false)
             }
-        }
+        };
+        Ok(Resolved { image, prompts, cached })
     }
 
     /// Hands an encoding's outcome to the cache (and so to every waiter).
@@ -299,17 +326,24 @@ impl Service {
         EncodeDone::new(move |outcome| cache.complete(&image_id, outcome))
     }
 
-    /// Checks every prompt against the image size; the `text` stage.
-    async fn validate(&self, prompts: &[Prompt], width: u32, height: u32, t: &mut Timings) -> Result<(), ApiError> {
+    /// Checks every prompt against the image size and tokenises its text:
+    /// the `text` stage. Long texts are tokenised on the blocking pool.
+    async fn check(
+        &self,
+        prompts: Vec<Prompt>,
+        width: u32,
+        height: u32,
+        t: &mut Timings,
+    ) -> Result<Vec<CheckedPrompt>, ApiError> {
         let start = Instant::now();
         let text_bytes: usize = prompts.iter().filter_map(|p| p.text.as_ref()).map(String::len).sum();
+        let model = self.model.clone();
         let result = if text_bytes > INLINE_TEXT_BYTES {
-            let (model, prompts) = (self.model.clone(), prompts.to_vec());
-            self.blocking(move || validate_all(&model, &prompts, width, height))
+            self.blocking(move || check_all(&model, prompts, width, height))
                 .await
                 .and_then(|r| r)
         } else {
-            validate_all(&self.model, prompts, width, height)
+            check_all(&model, prompts, width, height)
         };
         self.metrics.observe_stage(Stage::Text, start.elapsed());
         t.text += ms(start.elapsed());
@@ -320,13 +354,12 @@ impl Service {
     async fn respond(
         &self,
         resolved: Resolved,
-        prompts: Vec<Prompt>,
         outputs: Outputs,
         deadline: Instant,
         mut t: Timings,
         start: Instant,
     ) -> Result<SegmentResponse, ApiError> {
-        let image = resolved.image;
+        let Resolved { image, prompts, cached } = resolved;
         let output = self.decode(image.clone(), prompts.clone(), deadline).await?;
         t.queue = ms(output.queued);
         t.decode = ms(output.decode);
@@ -345,7 +378,7 @@ impl Service {
             image_id: image.image_id.clone(),
             width: image.width(),
             height: image.height(),
-            cached: resolved.cached,
+            cached,
             results,
             timings_ms: t,
         })
@@ -354,7 +387,7 @@ impl Service {
     async fn decode(
         &self,
         image: Arc<CachedImage>,
-        prompts: Vec<Prompt>,
+        prompts: Vec<CheckedPrompt>,
         deadline: Instant,
     ) -> Result<DecodeOutput, ApiError> {
         let (reply, rx) = oneshot::channel();
@@ -363,6 +396,7 @@ impl Service {
             image,
             prompts,
             deadline,
+            span: Span::current(),
             reply,
         }));
         rx.await
@@ -370,58 +404,63 @@ impl Service {
     }
 
     /// `GET /v1/model`.
-    pub fn model_info(&self) -> serde_json::Value {
+    pub fn model_info(&self) -> ModelInfo {
         let m = &self.model;
         let c = &self.config;
-        serde_json::json!({
-            "model": m.config.name,
-            "model_dir": c.model_dir,
-            "weights": m.weights_path,
-            "device": c.device,
-            "dtype": c.dtype,
-            "image_size": m.image_size(),
-            "low_res_size": m.low_res_size(),
-            "max_text_tokens": m.tokenizer.max_tokens(),
-            "parameters": m.load_report.num_parameters,
-            "config": m.config,
-            "cache": self.cache.stats(),
-            "queue": {"depth": self.engine.depth(), "capacity": c.max_queue},
-            "batching": {"max_batch_size": c.max_batch_size, "max_batch_wait_ms": ms(c.max_batch_wait), "workers": c.workers},
-            "results": {"stored": self.results.len(), "ttl_s": c.result_ttl.as_secs(), "capacity": c.result_capacity},
-            "limits": {
-                "max_points": c.max_points,
-                "max_queries": c.max_queries,
-                "max_body_bytes": c.body_limit,
-                "max_pixels": c.max_pixels,
-                "request_timeout_s": c.request_timeout.as_secs_f64(),
+        ModelInfo {
+            model: m.config.name.clone(),
+            model_dir: c.model_dir.clone(),
+            weights: m.weights_path.clone(),
+            device: c.device.clone(),
+            dtype: c.dtype.clone(),
+            image_size: m.image_size(),
+            low_res_size: m.low_res_size(),
+            max_text_tokens: m.tokenizer.max_tokens(),
+            parameters: m.load_report.num_parameters,
+            config: m.config.clone(),
+            cache: self.cache.stats(),
+            queue: QueueInfo {
+                depth: self.engine.depth(),
+                capacity: c.max_queue,
             },
-            "version": env!("CARGO_PKG_VERSION"),
-        })
+            batching: BatchingInfo {
+                max_batch_size: c.max_batch_size,
+                max_batch_wait_ms: ms(c.max_batch_wait),
+                workers: c.workers,
+            },
+            results: ResultsInfo {
+                stored: self.results.len(),
+                ttl_s: c.result_ttl.as_secs(),
+                capacity: c.result_capacity,
+            },
+            limits: LimitsInfo {
+                max_points: c.max_points,
+                max_queries: c.max_queries,
+                max_body_bytes: c.body_limit,
+                max_pixels: c.max_pixels,
+                request_timeout_s: c.request_timeout.as_secs_f64(),
+            },
+            version: env!("CARGO_PKG_VERSION"),
+        }
     }
 }
 
-/// Checks prompts against an image of `width` x `height`: the text first
-/// (its own code), then everything else the model checks.
-fn validate_all(model: &Rsam, prompts: &[Prompt], width: u32, height: u32) -> Result<(), ApiError> {
-    prompts.iter().enumerate().try_for_each(|(i, p)| {
-        validate_one(model, p, width, height).map_err(|e| match prompts.len() {
-            1 => e,
-            _ => ApiError::new(e.code, format!("queries[{i}]: {}", e.message)),
+/// Checks every prompt; with several, an error names the query.
+fn check_all(model: &Rsam, prompts: Vec<Prompt>, width: u32, height: u32) -> Result<Vec<CheckedPrompt>, ApiError> {
+    let many = prompts.len() > 1;
+    prompts
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            model.check_prompt(p, width, height).map_err(|e| {
+                let e = ApiError::from(e);
+                match many {
+                    false => e,
+                    true => ApiError::new(e.code, format!("queries[{i}]: {}", e.message)),
+                }
+            })
         })
-    })
-}
-
-fn validate_one(model: &Rsam, prompt: &Prompt, width: u32, height: u32) -> Result<(), ApiError> {
-    if let Some(text) = &prompt.text {
-        model.tokenizer.encode(text).map_err(|e| match e {
-            crate::RsamError::Prompt(m) => ApiError::new(ErrorCode::InvalidText, format!("text: {m}")),
-            other => ApiError::internal(other.to_string()),
-        })?;
-    }
-    model
-        .validate_prompt(prompt, width, height)
-        .map(|_| ())
-        .map_err(ApiError::from_prompt_error)
+        .collect()
 }
 
 /// What post-processing needs, owned so it can run on the blocking pool.
@@ -433,11 +472,11 @@ struct Postprocess {
 }
 
 impl Postprocess {
-    fn run(self, prompts: Vec<Prompt>, predictions: Vec<Prediction>) -> Vec<SegmentResult> {
+    fn run(self, prompts: Vec<CheckedPrompt>, predictions: Vec<Prediction>) -> Vec<SegmentResult> {
         prompts
             .into_iter()
             .zip(predictions)
-            .map(|(prompt, pred)| self.one(prompt, pred))
+            .map(|(prompt, pred)| self.one(prompt.into_prompt(), pred))
             .collect()
     }
 
@@ -477,22 +516,24 @@ impl Postprocess {
 fn warm_up(model: &Rsam) -> Result<(), ApiError> {
     let (w, h) = (64u32, 48u32);
     let data = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
-    let image = RgbImage {
+    let image = Rgb8Image {
         width: w,
         height: h,
         data,
     };
-    let features = model
-        .encode_image(&image)
-        .map_err(|e| ApiError::internal(format!("warm-up encode failed: {e}")))?;
+    let warm_up_error = |what: &str, e: crate::RsamError| ApiError::internal(format!("warm-up {what} failed: {e}"));
+    let encoded = model.encode_image(&image).map_err(|e| warm_up_error("encode", e))?;
     let mut prompt = Prompt::text("warm up");
     prompt.points.push(crate::Point {
         x: 10.0,
         y: 10.0,
         label: 1,
     });
+    let prompt = model
+        .check_prompt(prompt, w, h)
+        .map_err(|e| warm_up_error("decode", e))?;
     model
-        .decode(&features, &[prompt])
-        .map_err(|e| ApiError::internal(format!("warm-up decode failed: {e}")))?;
+        .decode(&encoded, &[prompt])
+        .map_err(|e| warm_up_error("decode", e))?;
     Ok(())
 }

@@ -252,7 +252,7 @@ struct Trainee {
 /// Runs `rsam train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<TrainSummary> {
     args.check()?;
-    let device = crate::model::parse_device(&args.device)?;
+    let device = crate::predictor::parse_device(&args.device)?;
     let started = Instant::now();
 
     let (trainee, mut state) = if args.resume {

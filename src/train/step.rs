@@ -90,7 +90,7 @@ pub fn forward<R: Rng>(
 /// All prediction steps of one image's sentences.
 fn image_loss<R: Rng>(
     model: &RsamModel,
-    features: &crate::models::image_encoder::ImageFeatures,
+    features: &crate::models::image_encoder::ImageEmbeddings,
     image: &LoadedImage,
     up: &Tensor,
     num_objects: f64,

@@ -1,0 +1,32 @@
+//! An encoded image as the server holds it: what the engine's encode
+//! produces, the cache keeps and decode jobs read.
+
+use std::time::Duration;
+
+use crate::predictor::EncodedImage;
+
+/// An encoded image under its content id.
+#[derive(Debug)]
+pub struct CachedImage {
+    /// Hex SHA-256 of the image file bytes.
+    pub image_id: String,
+    /// The features, with the original size the prompts refer to.
+    pub encoded: EncodedImage,
+    /// How long the encoding took (reported to the requests that waited).
+    pub encode_time: Duration,
+}
+
+impl CachedImage {
+    pub fn width(&self) -> u32 {
+        self.encoded.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.encoded.height
+    }
+
+    /// Bytes of feature tensors held (what the cache counts).
+    pub fn nbytes(&self) -> usize {
+        self.encoded.nbytes()
+    }
+}
