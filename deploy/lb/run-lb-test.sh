@@ -50,7 +50,13 @@ cleanup() {
   rm -rf "$workdir"
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
 
+# In the background, so that a signal to this script is handled at once (bash
+# runs traps only between foreground commands) and passed on: lb_test.py
+# stops its processes on SIGTERM.
 timeout --kill-after=10 "$timeout_s" \
-  python3 deploy/lb/lb_test.py --rsam "$rsam" --nginx "$nginx" --workdir "$workdir" "$@"
+  python3 deploy/lb/lb_test.py --rsam "$rsam" --nginx "$nginx" --workdir "$workdir" "$@" &
+test_pid=$!
+trap 'kill -TERM "$test_pid" 2>/dev/null; wait "$test_pid"; exit 143' TERM
+trap 'kill -TERM "$test_pid" 2>/dev/null; wait "$test_pid"; exit 130' INT
+wait "$test_pid"
