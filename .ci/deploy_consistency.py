@@ -15,7 +15,7 @@
   ids are unique, panels do not overlap, every panel has a description and a
   unit; every metric of the service is on the dashboard.
 - README.md: documents every metric, every `rsam serve` flag and RSAM_*
-  variable (read from src/server/cli.rs), and names `cargo test` as the test
+  variable (read from src/cli/args/serve.rs), and names `cargo test` as the test
   command that .ci/run runs.
 
 Prints one line per check and "N passed, M failed"; exits 1 on any failure.
@@ -290,10 +290,10 @@ def check_readme() -> None:
         check(metric in readme, f"README documents {metric}")
     for stage in STAGES:
         check(f"`{stage}`" in readme, f"README names the stage {stage}")
-    cli = (ROOT / "src/server/cli.rs").read_text()
+    cli = (ROOT / "src/cli/args/serve.rs").read_text()
     args = re.findall(r"pub (\w+): [^,]+,", cli.split("pub struct ServeArgs", 1)[1].split("\n}\n", 1)[0])
     envs = re.findall(r'env = "(RSAM_\w+)"', cli)
-    check(len(args) >= 10 and len(envs) >= 10, f"src/server/cli.rs: {len(args)} serve flags, {len(envs)} RSAM_* variables")
+    check(len(args) >= 10 and len(envs) >= 10, f"src/cli/args/serve.rs: {len(args)} serve flags, {len(envs)} RSAM_* variables")
     for a in args:
         flag = "--" + a.replace("_", "-")
         check(f"`{flag}" in readme, f"README documents serve {flag}")

@@ -1,12 +1,17 @@
 //! rsam: RSAM (SAM 2 + BERT + Two-Way Guidance Module) referring segmentation
 //! for remote-sensing images, in Candle.
 //!
-//! - [`predictor::Rsam`]: load a model directory, `encode_image`, `decode`.
-//! - [`models`]: the network, one file per component.
+//! - [`predictor::Rsam`]: the image predictor: load a model directory,
+//!   `encode_image`, `check_prompt`, `decode`.
+//! - [`models`]: the network, one file per component; [`kernels`]: the CPU
+//!   kernels Candle lacks; [`nn`]: the building blocks choosing between them.
+//! - [`server`]: the HTTP service; [`cli`]: the command line;
+//!   [`eval`] / [`train`] / [`synth`]: evaluation, training, synthetic data.
 //! - [`preprocess`]: the official input pipeline; [`mask`]: from logits to
 //!   masks and their outputs (COCO RLE, PNG, polygons); [`npy`]: logits files.
 
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod error;

@@ -97,6 +97,20 @@ pub fn read_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((shape, values))
 }
 
+/// Reads low-resolution logits for a `side` x `side` mask prompt: a float
+/// `.npy` of that shape, leading 1-dimensions allowed (`1 x 1 x S/4 x S/4`
+/// as the official code saves them).
+pub fn read_low_res_logits(bytes: &[u8], side: usize) -> Result<Vec<f32>> {
+    let (shape, data) = read_f32(bytes)?;
+    let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    if squeezed != [side, side] && !(side == 1 && squeezed.is_empty()) {
+        return Err(RsamError::MaskInput(format!(
+            "the .npy has shape {shape:?}: expected {side}x{side} low-resolution logits"
+        )));
+    }
+    Ok(data)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -366,18 +366,9 @@ pub fn parse_box(b: &[f64]) -> Result<[f32; 4], ApiError> {
     }
 }
 
-/// A float32 `.npy` of S/4 x S/4 logits (leading 1-dimensions allowed).
+/// A float `.npy` of S/4 x S/4 logits (leading 1-dimensions allowed).
 pub fn parse_mask_input(npy: &[u8], side: usize) -> Result<Vec<f32>, ApiError> {
-    let (shape, data) = crate::npy::read_f32(npy)?;
-    let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
-    let ok = squeezed == [side, side] || (side == 1 && squeezed.is_empty());
-    if !ok {
-        return Err(ApiError::new(
-            ErrorCode::InvalidMaskInput,
-            format!("mask_input has shape {shape:?}: expected {side}x{side} low-resolution logits"),
-        ));
-    }
-    Ok(data)
+    Ok(crate::npy::read_low_res_logits(npy, side)?)
 }
 
 // ---------------------------------------------------------------------------

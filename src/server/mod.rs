@@ -16,7 +16,6 @@
 pub mod api;
 pub mod cache;
 pub mod cached_image;
-pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod errors;
@@ -33,7 +32,6 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use cli::{LogFormat, ServeArgs};
 pub use config::ServerConfig;
 pub use errors::{ApiError, ErrorCode};
 
@@ -254,10 +252,8 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// `rsam serve`: runs until Ctrl-C / SIGTERM, then drains and exits.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    cli::init_logging(args.log_format);
-    let config = args.to_config();
+/// Serves until Ctrl-C / SIGTERM, then drains and exits.
+pub fn run(config: ServerConfig) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("rsam-http")

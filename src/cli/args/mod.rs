@@ -1,0 +1,17 @@
+//! Every command's flags, one file per command. Library modules that take
+//! a command's options (training, evaluation, synthesis) read them from here;
+//! nothing here depends on what runs them.
+
+mod bench;
+mod convert;
+mod device;
+mod inspect;
+mod segment;
+mod serve;
+
+pub use bench::BenchArgs;
+pub use convert::ConvertArgs;
+pub use device::DeviceArgs;
+pub use inspect::InspectArgs;
+pub use segment::SegmentArgs;
+pub use serve::{LogFormat, ServeArgs};

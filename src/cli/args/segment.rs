@@ -1,0 +1,73 @@
+//! `rsam segment` flags.
+
+use std::path::PathBuf;
+
+use super::DeviceArgs;
+use crate::predictor::Point;
+
+#[derive(clap::Args, Debug)]
+pub struct SegmentArgs {
+    /// Model directory (config.json, weights, tokenizer); default: the bundled weights/rsam-demo.
+    #[arg(long, env = "RSAM_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Image file (PNG, JPEG, TIFF, BMP, WebP).
+    #[arg(long)]
+    pub image: PathBuf,
+    /// The referring sentence.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// A click X,Y,LABEL in image pixels (label 1 positive, 0 negative); repeatable.
+    #[arg(long = "point", value_parser = parse_point)]
+    pub points: Vec<Point>,
+    /// A box X0,Y0,X1,Y1 in image pixels.
+    #[arg(long = "box", value_parser = parse_box)]
+    pub bbox: Option<[f32; 4]>,
+    /// Earlier low-resolution logits (.npy, S/4 x S/4 float32) as the mask prompt.
+    #[arg(long)]
+    pub mask_input: Option<PathBuf>,
+    /// Write the low-resolution logits (S/4 x S/4 float32 .npy).
+    #[arg(long)]
+    pub logits_out: Option<PathBuf>,
+    /// Write the preprocessed 3 x S x S float32 model input (.npy).
+    #[arg(long)]
+    pub input_out: Option<PathBuf>,
+    /// Write the mask at the image's size as a PNG (0 / 255).
+    #[arg(long)]
+    pub mask_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// `N` comma-separated finite numbers.
+fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f32; N], String> {
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    if parts.len() != N {
+        return Err(format!("{what} needs {N} comma-separated numbers, got {s:?}"));
+    }
+    let mut out = [0f32; N];
+    for (o, p) in out.iter_mut().zip(&parts) {
+        *o = p.parse::<f32>().map_err(|_| format!("{what}: {p:?} is not a number"))?;
+        if !o.is_finite() {
+            return Err(format!("{what}: {p:?} is not a finite number"));
+        }
+    }
+    Ok(out)
+}
+
+fn parse_point(s: &str) -> Result<Point, String> {
+    let [x, y, label] = parse_floats::<3>(s, "--point X,Y,LABEL")?;
+    if label != 0.0 && label != 1.0 {
+        return Err(format!(
+            "--point label must be 1 (positive) or 0 (negative), got {label}"
+        ));
+    }
+    Ok(Point {
+        x,
+        y,
+        label: label as u8,
+    })
+}
+
+fn parse_box(s: &str) -> Result<[f32; 4], String> {
+    parse_floats::<4>(s, "--box X0,Y0,X1,Y1")
+}
