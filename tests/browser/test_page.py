@@ -14,8 +14,8 @@ with the "clicks remove" switch on the phone), a box and a keyboard point
 change the mask exactly as /v1/refine answers; undo, reset, Ctrl+Z, hover
 highlight, the opacity slider by keyboard, the downloads (PNG, RLE JSON,
 polygons; no GeoJSON / GeoTIFF for a plain JPEG), a sample scene in one
-click, an API error shown in plain words next to its cause, every request
-under the prefix. Runs 1 and 2 write the README's screenshots
+click, a TIFF (which Chromium cannot show) drawn on a blank canvas, an API
+error shown in plain words next to its cause, every request under the prefix. Runs 1 and 2 write the README's screenshots
 (--screenshots DIR).
 
 Usage: python tests/browser/test_page.py --rsam target/debug/rsam [--screenshots docs]
@@ -513,6 +513,22 @@ class Run:
         self.log(f"error shown next to the sentence: {text!r}")
         return "status of 422"
 
+    def tiff_on_a_blank_canvas(self, tmp):
+        """Chromium cannot show a TIFF (a GeoTIFF, say) but rsam reads it: the
+        page draws the masks on a blank canvas of the server's size."""
+        tiff = tmp / "scene.tif"
+        Image.open(self.scene).save(tiff)
+        self.page.locator("[data-testid=image-input]").set_input_files(str(tiff))
+        self.page.locator("#image-info", has_text="cannot show").wait_for()
+        assert "blank" in self.page.locator("#stage").get_attribute("class")
+        self.page.locator("[data-testid=text-input]").fill(SENTENCES[0])
+        with self.expect_api("v1/segment") as answer:
+            self.page.locator("[data-testid=segment-button]").click()
+        response = answer.value.json()
+        self.wait_for_result(response["results"][0]["result_id"])
+        check_overlay(self.page, masks_of(response), self.colors, "TIFF")
+        self.log("a TIFF the browser cannot show: masks drawn on a blank canvas, == the API's")
+
     def check_console(self, allowed):
         unexpected = [m for m in self.console if not any(a in m for a in allowed)]
         assert not unexpected, f"console errors: {unexpected}"
@@ -597,6 +613,8 @@ def main():
                 run.downloads(tmp)
                 screenshot = shots / shot if shots and shot else None
                 sample_one_click(run, phone, screenshot)
+                if name == "desktop":
+                    run.tiff_on_a_blank_canvas(tmp)
                 allowed = [run.sentence_error_in_plain_words(), run.error_in_plain_words(tmp)]
                 if key:
                     allowed.append(UNAUTHORIZED_CONSOLE)
