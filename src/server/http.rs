@@ -96,7 +96,7 @@ pub fn routes() -> Vec<Route> {
         authenticated,
         handler,
     };
-    vec![
+    let mut table = vec![
         r(Method::POST, "/v1/segment", true, || post(segment)),
         r(Method::POST, "/v1/refine", true, || post(refine)),
         r(Method::POST, "/v1/images", true, || post(images)),
@@ -105,7 +105,14 @@ pub fn routes() -> Vec<Route> {
         r(Method::GET, "/readyz", false, || get(readyz)),
         r(Method::GET, "/metrics", false, || get(metrics)),
         r(Method::GET, "/openapi.yaml", false, || get(openapi)),
-    ]
+    ];
+    // The web page: public, so it loads without a key (it asks for one).
+    table.extend(
+        super::page::ASSETS
+            .iter()
+            .map(|a| r(Method::GET, a.path, false, || get(super::page::serve))),
+    );
+    table
 }
 
 /// The application with all middleware.

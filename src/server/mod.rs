@@ -7,7 +7,8 @@
 //! - [`cache`]: image features by content hash (LRU by bytes, single flight);
 //! - [`results`]: results kept for `POST /v1/refine`;
 //! - [`api`] / [`multipart`]: wire types; [`errors`]: error codes;
-//!   [`metrics`]: Prometheus.
+//!   [`metrics`]: Prometheus;
+//! - [`page`]: the web page at `/` (embedded static files).
 //!
 //! The server binds first and loads the model in the background: `/healthz`
 //! answers at once, `/readyz` and the model routes once the model is loaded
@@ -22,6 +23,7 @@ pub mod errors;
 pub mod http;
 pub mod metrics;
 pub mod multipart;
+pub mod page;
 pub mod results;
 pub mod service;
 
