@@ -16,10 +16,13 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::errors::{ApiError, ErrorCode};
 
-/// Standard base64, padding optional (clients differ).
+/// Standard base64; padding optional and non-zero trailing bits ignored
+/// (encoders differ on both).
 const B64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// Decodes base64, tolerating a `data:...;base64,` prefix and line breaks.

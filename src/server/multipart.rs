@@ -52,12 +52,20 @@ fn outputs(data: &[u8]) -> Result<Vec<String>, ApiError> {
         .collect())
 }
 
-/// A raw `.npy` part, or base64 text of one.
+/// A raw `.npy` part, or base64 text of one; anything else is not a mask
+/// prompt (422, like a `.npy` of the wrong shape).
 fn mask_input(data: &[u8]) -> Result<Vec<u8>, ApiError> {
     if data.starts_with(b"\x93NUMPY") {
         return Ok(data.to_vec());
     }
-    decode_base64("mask_input", &text("mask_input", data)?)
+    let not_npy = || {
+        ApiError::new(
+            ErrorCode::InvalidMaskInput,
+            "mask_input: the part is neither a .npy file nor base64 text of one",
+        )
+    };
+    let text = std::str::from_utf8(data).map_err(|_| not_npy())?;
+    decode_base64("mask_input", text).map_err(|_| not_npy())
 }
 
 /// `POST /v1/segment` as multipart.
