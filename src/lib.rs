@@ -18,6 +18,7 @@ pub mod models;
 pub mod nn;
 pub mod npy;
 pub mod preprocess;
+pub mod risors;
 pub mod server;
 pub mod synth;
 pub mod tokenizer;

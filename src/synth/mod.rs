@@ -19,7 +19,7 @@
 //! - [`grammar`]: the referring sentences and their check.
 //! - [`random`]: the per-image random stream.
 //!
-//! Output (what [`crate::eval::dataset`] reads): `JPEGImages/NAME.jpg`,
+//! Output (what [`crate::risors`] reads): `JPEGImages/NAME.jpg`,
 //! `Annotations/NAME.json`, `RISORS_{train,val,test}.txt`, plus `vocab.txt`
 //! (a BERT WordPiece vocabulary covering every generated word) and
 //! `synth.json` (generator version, arguments, counts).
@@ -50,6 +50,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::mask::rle::{self, Rle};
+use crate::risors;
 pub use grammar::vocabulary;
 use grammar::{Descriptor, Facts};
 use layout::Scene;
@@ -431,8 +432,8 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<Summary> {
     let fractions = args.validate()?;
     let started = std::time::Instant::now();
     let size = args.size as usize;
-    let images_dir = args.out.join(crate::eval::dataset::IMAGE_DIR);
-    let annotations_dir = args.out.join(crate::eval::dataset::ANNOTATION_DIR);
+    let images_dir = args.out.join(risors::IMAGE_DIR);
+    let annotations_dir = args.out.join(risors::ANNOTATION_DIR);
     for dir in [&images_dir, &annotations_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -504,7 +505,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<Summary> {
         }
     }
     for (name, list) in SPLIT_NAMES.iter().zip(&lists) {
-        write(&args.out.join(format!("RISORS_{name}.txt")), list.as_bytes())?;
+        write(&args.out.join(risors::split_list_file(name)), list.as_bytes())?;
     }
     let vocab = grammar::vocabulary();
     let mut vocab_text = vocab.join("\n");
