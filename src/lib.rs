@@ -23,6 +23,7 @@ pub mod nn;
 pub mod npy;
 pub mod predictor;
 pub mod preprocess;
+pub mod risors;
 pub mod server;
 pub mod synth;
 pub mod tokenizer;

@@ -12,9 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use rsam::eval::dataset::Dataset;
 use rsam::eval::progress::Progress;
 use rsam::eval::runner::{self, Source};
+use rsam::risors::Dataset;
 
 /// A seed the training data never used (it was generated with seeds 1, 11 and 12).
 const HELD_OUT_SEED: u64 = 90_210;

@@ -680,7 +680,7 @@ fn batch_size_does_not_change_results() {
 fn the_library_scores_a_dataset_without_the_cli() {
     let (ds, preds) = known_dataset();
     let set = rsam::eval::predictions::PredictionSet::read(&preds).unwrap();
-    let dataset = rsam::eval::dataset::Dataset::open(ds.path(), "test").unwrap();
+    let dataset = rsam::risors::Dataset::open(ds.path(), "test").unwrap();
     let outcome = rsam::eval::runner::evaluate(
         &dataset,
         &rsam::eval::runner::Source::Saved(&set),
@@ -727,7 +727,7 @@ fn the_click_protocol_matches_a_hand_replay() {
     let ds = fixture_dataset();
     ds.split("one", &["wide"]);
     let model = common::load_tiny();
-    let dataset = rsam::eval::dataset::Dataset::open(ds.path(), "one").unwrap();
+    let dataset = rsam::risors::Dataset::open(ds.path(), "one").unwrap();
     let source = Source::Model {
         model: &model,
         clicks: 3,
@@ -742,7 +742,7 @@ fn the_click_protocol_matches_a_hand_replay() {
     let samples = dataset.load_samples("wide", u64::MAX).unwrap().samples;
     let sample = samples
         .iter()
-        .find(|s| s.id == rsam::eval::dataset::AnnotationId::Int(31))
+        .find(|s| s.id == rsam::risors::AnnotationId::Int(31))
         .unwrap();
     let (gw, gh) = (sample.gt.width, sample.gt.height);
     let bytes = std::fs::read(ds.file("JPEGImages/wide.png")).unwrap();

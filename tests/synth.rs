@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
-use rsam::eval::dataset::Dataset;
 use rsam::mask::rle::{self, Rle};
+use rsam::risors::Dataset;
 use rsam::synth::grammar::{self, Descriptor};
 use rsam::synth::{self, SynthArgs};
 use serde_json::Value;

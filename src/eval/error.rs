@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Everything `rsam eval` can fail on before or while scoring.
 ///
 /// A corrupt image or annotation does not end a run: it becomes a
-/// [`crate::eval::dataset::Skipped`] entry. These errors are for what makes
+/// [`crate::risors::Skipped`] entry. These errors are for what makes
 /// the whole run meaningless (no split list, bad flags, an unreadable
 /// predictions file, a model that cannot load).
 #[derive(Debug, thiserror::Error)]

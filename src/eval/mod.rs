@@ -1,7 +1,7 @@
 //! `rsam eval`: reproduce the paper's tables (5-9 and 14) on a RISORS-format
 //! dataset, from a model directory or from saved predictions.
 //!
-//! - [`dataset`]: the RISORS reader (split lists, SA-1B style annotations).
+//! - [`crate::risors`] (outside eval): the RISORS reader (split lists, annotations).
 //! - [`metrics`]: oIoU, mIoU, P@0.5..0.9, per category, as the official
 //!   meters define them.
 //! - [`clicks`]: the official "center" correction-click sampler and the
@@ -10,7 +10,6 @@
 //! - [`report`] / [`predictions`]: JSON and Markdown output, saved masks.
 
 pub mod clicks;
-pub mod dataset;
 pub mod error;
 pub mod metrics;
 pub mod predictions;
@@ -25,7 +24,7 @@ use anyhow::Context;
 pub use error::EvalError;
 pub use report::Report;
 
-use dataset::Dataset;
+use crate::risors::Dataset;
 use predictions::PredictionSet;
 use progress::Progress;
 use runner::Source;

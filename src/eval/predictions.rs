@@ -11,9 +11,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::dataset::AnnotationId;
 use super::error::{EvalError, Result};
 use crate::mask::rle::Rle;
+use crate::risors::AnnotationId;
 
 /// One saved mask.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

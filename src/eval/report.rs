@@ -7,8 +7,8 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::dataset::Skipped;
 use super::metrics::{CategoryMetrics, Metrics};
+use crate::risors::Skipped;
 
 /// The metrics after a given number of correction clicks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

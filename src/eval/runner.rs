@@ -9,7 +9,6 @@
 use rayon::prelude::*;
 
 use super::clicks::{next_click, Click};
-use super::dataset::{Dataset, Sample, Skipped};
 use super::metrics::{Meter, SampleScore};
 use super::predictions::{PredictionRecord, PredictionSet};
 use super::progress::Progress;
@@ -17,6 +16,7 @@ use super::report::Report;
 use crate::mask::rle;
 use crate::mask::BinaryMask;
 use crate::preprocess::Rgb8Image;
+use crate::risors::{Dataset, Sample, Skipped};
 use crate::{EncodedImage, Point, Prediction, Prompt, Rsam};
 
 /// Where the masks come from.

@@ -22,7 +22,10 @@ use std::collections::BTreeSet;
 use rand::seq::IndexedRandom;
 use rand::Rng;
 
-use super::scene::{Category, Colour, Scene, SizeBand, SynthRng, V2};
+use super::category::{Category, Colour, SizeBand};
+use super::geometry::V2;
+use super::layout::Scene;
+use super::random::SynthRng;
 
 /// Longest sentence, in words (RISORS sentences are short).
 pub const MAX_WORDS: usize = 20;

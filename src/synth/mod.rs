@@ -9,9 +9,17 @@
 //!
 //! The point is a dataset that a small model can learn from in an hour on a
 //! CPU, with masks that are exactly right: every mask is the object's own
-//! pixels ([`scene`]), and every sentence is checked against the scene.
+//! pixels (see `placement`), and every sentence is checked against the scene.
 //!
-//! Output (what [`crate::eval::dataset`] reads): `JPEGImages/NAME.jpg`,
+//! - [`geometry`], [`category`], [`object`], [`layout`]: what a scene is
+//!   made of (shapes as signed distances, categories and colours, annotated
+//!   objects, the background and the finished scene).
+//! - `scene` builds one: `background` lays out the ground, `placement` finds
+//!   room for the objects (whose geometry is in `shapes`), `render` draws.
+//! - [`grammar`]: the referring sentences and their check.
+//! - [`random`]: the per-image random stream.
+//!
+//! Output (what [`crate::risors`] reads): `JPEGImages/NAME.jpg`,
 //! `Annotations/NAME.json`, `RISORS_{train,val,test}.txt`, plus `vocab.txt`
 //! (a BERT WordPiece vocabulary covering every generated word) and
 //! `synth.json` (generator version, arguments, counts).
@@ -20,9 +28,17 @@
 //! so a dataset is the same whatever the number of threads, and any image
 //! can be regenerated alone with [`generate`].
 
+mod background;
+pub mod category;
+pub mod geometry;
 pub mod grammar;
-pub mod render;
-pub mod scene;
+pub mod layout;
+pub mod object;
+mod placement;
+pub mod random;
+mod render;
+mod scene;
+mod shapes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,9 +50,11 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::mask::rle::{self, Rle};
+use crate::risors;
 pub use grammar::vocabulary;
 use grammar::{Descriptor, Facts};
-use scene::{Scene, SynthRng};
+use layout::Scene;
+use random::{image_rng, SynthRng};
 
 /// Bumped whenever the same arguments would produce different files.
 pub const GENERATOR_VERSION: u32 = 1;
@@ -184,13 +202,6 @@ pub fn assign_splits(n: usize, seed: u64, fractions: &SplitFractions) -> Vec<usi
         at += c;
     }
     out
-}
-
-/// The random stream of image `index`.
-pub fn image_rng(seed: u64, index: u64) -> SynthRng {
-    let mut rng = SynthRng::seed_from_u64(seed);
-    rng.set_stream(index);
-    rng
 }
 
 /// The file stem of image `index`.
@@ -421,8 +432,8 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<Summary> {
     let fractions = args.validate()?;
     let started = std::time::Instant::now();
     let size = args.size as usize;
-    let images_dir = args.out.join(crate::eval::dataset::IMAGE_DIR);
-    let annotations_dir = args.out.join(crate::eval::dataset::ANNOTATION_DIR);
+    let images_dir = args.out.join(risors::IMAGE_DIR);
+    let annotations_dir = args.out.join(risors::ANNOTATION_DIR);
     for dir in [&images_dir, &annotations_dir] {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -468,7 +479,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<Summary> {
         .iter()
         .map(|n| (n.to_string(), SplitStats::default()))
         .collect();
-    let mut categories: BTreeMap<String, CategoryStats> = scene::Category::ALL
+    let mut categories: BTreeMap<String, CategoryStats> = category::Category::ALL
         .iter()
         .map(|c| (c.name().to_string(), CategoryStats::default()))
         .collect();
@@ -494,7 +505,7 @@ pub fn run(args: &SynthArgs) -> anyhow::Result<Summary> {
         }
     }
     for (name, list) in SPLIT_NAMES.iter().zip(&lists) {
-        write(&args.out.join(format!("RISORS_{name}.txt")), list.as_bytes())?;
+        write(&args.out.join(risors::split_list_file(name)), list.as_bytes())?;
     }
     let vocab = grammar::vocabulary();
     let mut vocab_text = vocab.join("\n");

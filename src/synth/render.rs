@@ -7,17 +7,20 @@
 //! a per-image seed, never drawn from a shared generator, so that rendering
 //! is deterministic whatever runs in parallel.
 
-use super::scene::{pixel_centre, Background, Category, Clutter, Colour, Effect, Object, Prim, Scene, Shape, V2};
+use super::category::{Category, Colour};
+use super::geometry::{pixel_centre, Frame, Prim, Shape, DESIGN_SIZE, V2};
+use super::layout::{Background, Clutter, Scene};
+use super::object::{Effect, Object};
 
 /// A float RGB image (0..255 per channel, row-major).
 #[derive(Debug, Clone)]
-pub struct Canvas {
-    pub size: usize,
-    pub px: Vec<[f32; 3]>,
+pub(super) struct Canvas {
+    size: usize,
+    pub(super) px: Vec<[f32; 3]>,
 }
 
 impl Canvas {
-    pub fn new(size: usize) -> Self {
+    fn new(size: usize) -> Self {
         Self {
             size,
             px: vec![[0.0; 3]; size * size],
@@ -32,7 +35,7 @@ impl Canvas {
     }
 
     /// Rounds to 8-bit RGB, adding a little sensor noise.
-    pub fn to_rgb8(&self, seed: u32) -> Vec<u8> {
+    fn to_rgb8(&self, seed: u32) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.px.len() * 3);
         for (k, p) in self.px.iter().enumerate() {
             let n = (hash01(seed, (k % self.size) as i32, (k / self.size) as i32) - 0.5) * 7.0;
@@ -58,7 +61,7 @@ fn hash(seed: u32, x: i32, y: i32) -> u32 {
 }
 
 /// A hash in 0..1.
-pub fn hash01(seed: u32, x: i32, y: i32) -> f32 {
+fn hash01(seed: u32, x: i32, y: i32) -> f32 {
     (hash(seed, x, y) >> 8) as f32 / (1u32 << 24) as f32
 }
 
@@ -111,7 +114,7 @@ fn coverage(d: f32) -> f32 {
 // ---------------------------------------------------------------------------
 
 /// Paints a shape; `paint` gets the pixel's local coordinates.
-pub fn fill<F: Fn(V2) -> [f32; 3]>(canvas: &mut Canvas, shape: &Shape, alpha: f32, paint: F) {
+fn fill<F: Fn(V2) -> [f32; 3]>(canvas: &mut Canvas, shape: &Shape, alpha: f32, paint: F) {
     let size = canvas.size;
     let [x0, y0, x1, y1] = shape.pixel_box(1.0, size);
     for y in y0..y1 {
@@ -201,10 +204,10 @@ impl NoiseGrid {
 }
 
 /// Ground, fields, water, roads and lots.
-pub fn background(bg: &Background) -> Canvas {
+pub(super) fn background(bg: &Background) -> Canvas {
     let size = bg.size;
     let s = size as f32;
-    let u = s / super::scene::DESIGN_SIZE;
+    let u = s / DESIGN_SIZE;
     let mut canvas = Canvas::new(size);
     let seed = bg.noise_seed;
     let sand = [188.0, 174.0, 136.0];
@@ -288,8 +291,8 @@ pub fn background(bg: &Background) -> Canvas {
 
 /// Everything on the ground: clutter, then object shadows and wakes, then
 /// the objects.
-pub fn foreground(canvas: &mut Canvas, scene: &Scene) {
-    let u = scene.size as f32 / super::scene::DESIGN_SIZE;
+fn foreground(canvas: &mut Canvas, scene: &Scene) {
+    let u = scene.size as f32 / DESIGN_SIZE;
     for c in &scene.clutter {
         match c {
             Clutter::House { shape, roof, ridge } => {
@@ -306,7 +309,7 @@ pub fn foreground(canvas: &mut Canvas, scene: &Scene) {
             }
             Clutter::Tree { centre, r, .. } => {
                 let sh = Shape::new(
-                    super::scene::Frame::new(*centre, 0.0),
+                    Frame::new(*centre, 0.0),
                     vec![Prim::Circle {
                         c: scene.sun.scale(r * 0.8),
                         r: *r,
@@ -318,10 +321,7 @@ pub fn foreground(canvas: &mut Canvas, scene: &Scene) {
     }
     for c in &scene.clutter {
         if let Clutter::Tree { centre, r, shade } = c {
-            let sh = Shape::new(
-                super::scene::Frame::new(*centre, 0.0),
-                vec![Prim::Circle { c: V2::ZERO, r: *r }],
-            );
+            let sh = Shape::new(Frame::new(*centre, 0.0), vec![Prim::Circle { c: V2::ZERO, r: *r }]);
             let base = mul([44.0, 76.0, 40.0], *shade);
             let sun = scene.sun;
             let r = *r;
@@ -685,7 +685,7 @@ fn draw_object(canvas: &mut Canvas, o: &Object, sun: V2, u: f32) {
 }
 
 /// The whole image of a scene on its rendered background.
-pub fn render(scene: &Scene, mut canvas: Canvas, noise_seed: u32) -> Vec<u8> {
+pub(super) fn render(scene: &Scene, mut canvas: Canvas, noise_seed: u32) -> Vec<u8> {
     foreground(&mut canvas, scene);
     canvas.to_rgb8(noise_seed)
 }

@@ -19,9 +19,9 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use super::TrainError;
-use crate::eval::dataset::Dataset;
 use crate::mask::rle::{self, Rle};
 use crate::preprocess;
+use crate::risors::Dataset;
 use crate::tokenizer::TextTokenizer;
 
 /// One referring sentence of an image and its mask, still encoded.

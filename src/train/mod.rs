@@ -422,7 +422,7 @@ fn validate(args: &TrainArgs, trainee: &Trainee) -> anyhow::Result<crate::eval::
             max_pixels: args.max_pixels,
         },
     )?;
-    let mut dataset = crate::eval::dataset::Dataset::open(&args.dataset, &args.val_split)?;
+    let mut dataset = crate::risors::Dataset::open(&args.dataset, &args.val_split)?;
     if let Some(n) = args.val_limit {
         dataset.truncate(n);
     }

@@ -1,33 +1,19 @@
-//! Reading a RISORS-format dataset the way the official loader does.
-//!
-//! Layout: `JPEGImages/NAME.jpg`, `Annotations/NAME.json` and split lists
-//! `RISORS_{train,val,test}.txt` (one NAME per line) at the dataset root. An
-//! annotation file is SA-1B style: `{"image": {...}, "annotations": [{"id",
-//! "name" (category), "description" (the referring sentence), "area",
-//! "segmentation": {"size": [h, w], "counts": RLE}, ...}]}`.
+//! One annotation of a RISORS annotation file as a [`Sample`], or the
+//! reason it is left out.
 //!
 //! Like the official `MySegmentLoader`, annotations whose `area` is not
-//! positive are skipped; unlike it, a broken annotation or image is skipped
-//! and reported instead of stopping the run, because one bad file in a
+//! positive are skipped; unlike it, a broken annotation is skipped and
+//! reported instead of stopping the run, because one bad file in a
 //! 36k-sample benchmark should not cost the other results.
-
-use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::{EvalError, Result};
 use crate::mask::rle::{self, Rle};
 use crate::mask::BinaryMask;
 
-/// Folder of the images.
-pub const IMAGE_DIR: &str = "JPEGImages";
-/// Folder of the annotation files.
-pub const ANNOTATION_DIR: &str = "Annotations";
-/// Extensions tried for an image after the official `.jpg`.
-const OTHER_IMAGE_EXTENSIONS: [&str; 9] = ["png", "jpeg", "JPG", "JPEG", "PNG", "tif", "tiff", "bmp", "webp"];
 /// Category used when an annotation has no `name`.
-pub const UNKNOWN_CATEGORY: &str = "unknown";
+const UNKNOWN_CATEGORY: &str = "unknown";
 
 /// An annotation's `id`: SA-1B uses integers, but any string is accepted so
 /// that other exports can be scored too.
@@ -57,140 +43,11 @@ pub struct Sample {
     pub gt: BinaryMask,
 }
 
-/// Something left out of the scores, and why (an image, or one annotation of
-/// it when `id` is set).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Skipped {
-    pub image: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<AnnotationId>,
-    pub reason: String,
-    /// Left out by the dataset's own rules (area 0), not because something
-    /// is broken: reported, but not worth a warning each.
-    #[serde(skip)]
-    pub by_rule: bool,
-}
-
-/// The usable samples of one image and the annotations left out.
-#[derive(Debug, Default)]
-pub struct ImageSamples {
-    pub samples: Vec<Sample>,
-    pub skipped: Vec<Skipped>,
-}
-
-/// A dataset folder and the image names of one split.
-#[derive(Debug, Clone)]
-pub struct Dataset {
-    root: PathBuf,
-    names: Vec<String>,
-}
-
-impl Dataset {
-    /// Reads `RISORS_{split}.txt` under `root`.
-    pub fn open(root: &Path, split: &str) -> Result<Self> {
-        let path = root.join(format!("RISORS_{split}.txt"));
-        if !path.is_file() {
-            return Err(EvalError::SplitMissing {
-                path,
-                split: split.to_string(),
-            });
-        }
-        let text = std::fs::read_to_string(&path).map_err(|source| EvalError::Read { path, source })?;
-        Ok(Self {
-            root: root.to_path_buf(),
-            names: parse_split_list(&text),
-        })
-    }
-
-    /// The split's image names, in file order.
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
-    /// Keeps the first `n` images (for quick runs).
-    pub fn truncate(&mut self, n: usize) {
-        self.names.truncate(n);
-    }
-
-    pub fn annotation_path(&self, name: &str) -> PathBuf {
-        self.root.join(ANNOTATION_DIR).join(format!("{name}.json"))
-    }
-
-    /// `JPEGImages/NAME.jpg` as the official loader opens it, or else the
-    /// first of a few other extensions that exists.
-    pub fn image_path(&self, name: &str) -> Result<PathBuf> {
-        let dir = self.root.join(IMAGE_DIR);
-        std::iter::once("jpg")
-            .chain(OTHER_IMAGE_EXTENSIONS)
-            .map(|ext| dir.join(format!("{name}.{ext}")))
-            .find(|p| p.is_file())
-            .ok_or_else(|| EvalError::Image {
-                name: name.to_string(),
-                reason: format!("no {IMAGE_DIR}/{name}.jpg (nor .png, .jpeg, .tif, .bmp, .webp)"),
-            })
-    }
-
-    /// Reads and decodes the annotations of one image. Fails only when the
-    /// file as a whole is unusable; single bad annotations are skipped.
-    /// `max_pixels` bounds a mask's size like the image decoder's guard.
-    pub fn load_samples(&self, name: &str, max_pixels: u64) -> Result<ImageSamples> {
-        let path = self.annotation_path(name);
-        let bytes = std::fs::read(&path).map_err(|source| EvalError::Read {
-            path: path.clone(),
-            source,
-        })?;
-        let bad = |reason: String| EvalError::Annotation {
-            path: path.clone(),
-            reason,
-        };
-        let root: Value = serde_json::from_slice(&bytes).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-        let list = root
-            .get("annotations")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("no \"annotations\" list".into()))?;
-        let mut out = ImageSamples::default();
-        for (index, value) in list.iter().enumerate() {
-            match parse_annotation(value, index, max_pixels) {
-                Ok(sample) => out.samples.push(sample),
-                Err(skip) => out.skipped.push(Skipped {
-                    image: name.to_string(),
-                    id: Some(skip.id),
-                    reason: skip.reason,
-                    by_rule: skip.by_rule,
-                }),
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// Image names from a split list: one per line, blank lines ignored, and an
-/// extension removed like the official `os.path.splitext(line.strip())[0]`.
-pub fn parse_split_list(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(|l| strip_extension(l).to_string())
-        .collect()
-}
-
-/// Python's `os.path.splitext(s)[0]`: drops the last `.suffix` of the final
-/// path component, ignoring the leading dots of that component.
-fn strip_extension(s: &str) -> &str {
-    let base_start = s.rfind('/').map_or(0, |i| i + 1);
-    let base = &s[base_start..];
-    let lead = base.len() - base.trim_start_matches('.').len();
-    match base[lead..].rfind('.') {
-        Some(dot) => &s[..base_start + lead + dot],
-        None => s,
-    }
-}
-
 /// Why an annotation was skipped.
-struct SkipReason {
-    id: AnnotationId,
-    reason: String,
-    by_rule: bool,
+pub(super) struct SkipReason {
+    pub(super) id: AnnotationId,
+    pub(super) reason: String,
+    pub(super) by_rule: bool,
 }
 
 /// A field-level problem: the reason, and whether it is the area-0 rule.
@@ -201,7 +58,11 @@ fn broken(reason: impl Into<String>) -> FieldError {
 }
 
 /// One annotation as a sample, or why it is left out.
-fn parse_annotation(value: &Value, index: usize, max_pixels: u64) -> std::result::Result<Sample, SkipReason> {
+pub(super) fn parse_annotation(
+    value: &Value,
+    index: usize,
+    max_pixels: u64,
+) -> std::result::Result<Sample, SkipReason> {
     let fallback_id = AnnotationId::Int(index as i64);
     let Some(obj) = value.as_object() else {
         return Err(SkipReason {
@@ -287,7 +148,7 @@ fn best_mask_index(obj: &Map<String, Value>) -> Option<usize> {
 /// A `{"size": [h, w], "counts": ...}` segmentation as a row-major mask.
 /// `counts` may be a compressed string (SA-1B, pycocotools) or a list of run
 /// lengths (COCO's uncompressed form).
-pub fn decode_segmentation(value: &Value, max_pixels: u64) -> std::result::Result<BinaryMask, String> {
+fn decode_segmentation(value: &Value, max_pixels: u64) -> std::result::Result<BinaryMask, String> {
     let obj = value
         .as_object()
         .ok_or("\"segmentation\" is not an RLE object (polygons are not supported)")?;
@@ -356,16 +217,6 @@ fn decode_uncompressed(runs: &[Value], h: usize, w: usize) -> std::result::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn split_names_like_splitext() {
-        assert_eq!(strip_extension("a.jpg"), "a");
-        assert_eq!(strip_extension("a.b.jpg"), "a.b");
-        assert_eq!(strip_extension("name"), "name");
-        assert_eq!(strip_extension(".hidden"), ".hidden");
-        assert_eq!(strip_extension("dir.x/name"), "dir.x/name");
-        assert_eq!(parse_split_list("a\n\n b.jpg \r\nc\n"), vec!["a", "b", "c"]);
-    }
 
     #[test]
     fn uncompressed_rle() {
