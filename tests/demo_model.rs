@@ -28,7 +28,7 @@ fn demo_dir() -> PathBuf {
 
 fn held_out(dir: &Path, images: usize) -> PathBuf {
     let out = dir.join("held-out");
-    rsam::synth::run(&rsam::synth::SynthArgs {
+    rsam::synth::run(&rsam::cli::args::SynthArgs {
         out: out.clone(),
         images,
         size: 256,

@@ -4,10 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 
+use rsam::cli::args::SynthArgs;
 use rsam::mask::rle::{self, Rle};
 use rsam::risors::Dataset;
+use rsam::synth;
 use rsam::synth::grammar::{self, Descriptor};
-use rsam::synth::{self, SynthArgs};
 use serde_json::Value;
 
 const SEED: u64 = 11;

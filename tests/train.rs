@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use clap::Parser;
+use rsam::cli::args::TrainArgs;
 use rsam::train::checkpoint::{read_state, STATE_FILE};
-use rsam::train::{TrainArgs, TrainError};
+use rsam::train::TrainError;
 
 /// A tiny but complete RSAM: every component, 64 px input.
 const MICRO_CONFIG: &str = r#"{
@@ -41,7 +42,7 @@ fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let dataset = dir.path().join("data");
-        rsam::synth::run(&rsam::synth::SynthArgs {
+        rsam::synth::run(&rsam::cli::args::SynthArgs {
             out: dataset.clone(),
             images: 16,
             size: 64,

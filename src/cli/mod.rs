@@ -5,6 +5,7 @@
 pub mod args;
 mod bench;
 mod convert;
+mod eval;
 mod inspect;
 pub mod output;
 mod segment;
@@ -34,11 +35,11 @@ pub enum Command {
     /// Run the HTTP service.
     Serve(args::ServeArgs),
     /// Score a model (or saved predictions) on a RISORS-format dataset.
-    Eval(crate::eval::EvalArgs),
+    Eval(args::EvalArgs),
     /// Train RSAM (from scratch or from a model directory) on a RISORS-format dataset.
-    Train(crate::train::TrainArgs),
+    Train(args::TrainArgs),
     /// Generate a synthetic RISORS-format referring dataset.
-    Synth(crate::synth::SynthArgs),
+    Synth(args::SynthArgs),
 }
 
 /// Runs one command.
@@ -49,7 +50,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
-        Command::Eval(args) => crate::eval::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Train(args) => print_json(&crate::train::run(&args)?),
         Command::Synth(args) => print_json(&crate::synth::run(&args)?),
     }

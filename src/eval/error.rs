@@ -16,8 +16,8 @@ pub enum EvalError {
     #[error("{0}")]
     Usage(String),
 
-    #[error("split list {path} not found: the dataset needs RISORS_{split}.txt (one image name per line)")]
-    SplitMissing { path: PathBuf, split: String },
+    #[error(transparent)]
+    Dataset(#[from] crate::risors::RisorsError),
 
     #[error("cannot read {path}: {source}")]
     Read {
@@ -32,14 +32,6 @@ pub enum EvalError {
         #[source]
         source: std::io::Error,
     },
-
-    /// An annotation file that cannot be read as a RISORS annotation.
-    #[error("annotation {path}: {reason}")]
-    Annotation { path: PathBuf, reason: String },
-
-    /// An image that cannot be found or decoded.
-    #[error("image {name}: {reason}")]
-    Image { name: String, reason: String },
 
     #[error("predictions file {path}: {reason}")]
     Predictions { path: PathBuf, reason: String },

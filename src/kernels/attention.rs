@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_storage;
+use super::cpu::f32_storage;
 #[cfg(target_arch = "x86_64")]
 use super::softmax::exp_avx512;
 use super::softmax::softmax_in_place;

@@ -3,8 +3,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
-use super::LANES;
+use super::cpu::f32_slice;
+use super::cpu::LANES;
 
 /// Most rows (tokens) [`linear_few_rows`] is used for.
 pub const FEW_ROWS: usize = 32;

@@ -2,7 +2,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::f32_slice;
+use super::cpu::f32_slice;
 
 /// `x W^T + b` for a contiguous f32 `x` (M x K), `W` (N x K) and `b` (N)
 /// as one `gemm` call that starts from the bias: the output is filled with

@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::f32_slice;
+use super::cpu::f32_slice;
 
 /// `nn.MaxPool2d(stride, stride)` (floor mode: trailing rows and columns
 /// that do not fill a window are dropped) on a contiguous f32 B x H x W x C

@@ -1,6 +1,6 @@
 //! Softmax of one row in place, and the vectorisable `exp` it uses.
 
-use super::LANES;
+use super::cpu::LANES;
 
 /// [`softmax_portable`] with explicit AVX-512 vectors: the same exp
 /// polynomial and range reduction, evaluated 16 lanes at a time (the

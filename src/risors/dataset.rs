@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::annotation::{parse_annotation, Sample};
+use super::error::{Result, RisorsError};
 use super::layout::{split_list_file, ANNOTATION_DIR, IMAGE_DIR};
 use super::skipped::Skipped;
-use crate::eval::error::{EvalError, Result};
 
 /// Extensions tried for an image after the official `.jpg`.
 const OTHER_IMAGE_EXTENSIONS: [&str; 9] = ["png", "jpeg", "JPG", "JPEG", "PNG", "tif", "tiff", "bmp", "webp"];
@@ -32,12 +32,12 @@ impl Dataset {
     pub fn open(root: &Path, split: &str) -> Result<Self> {
         let path = root.join(split_list_file(split));
         if !path.is_file() {
-            return Err(EvalError::SplitMissing {
+            return Err(RisorsError::SplitMissing {
                 path,
                 split: split.to_string(),
             });
         }
-        let text = std::fs::read_to_string(&path).map_err(|source| EvalError::Read { path, source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| RisorsError::Read { path, source })?;
         Ok(Self {
             root: root.to_path_buf(),
             names: parse_split_list(&text),
@@ -66,7 +66,7 @@ impl Dataset {
             .chain(OTHER_IMAGE_EXTENSIONS)
             .map(|ext| dir.join(format!("{name}.{ext}")))
             .find(|p| p.is_file())
-            .ok_or_else(|| EvalError::Image {
+            .ok_or_else(|| RisorsError::Image {
                 name: name.to_string(),
                 reason: format!("no {IMAGE_DIR}/{name}.jpg (nor .png, .jpeg, .tif, .bmp, .webp)"),
             })
@@ -77,11 +77,11 @@ impl Dataset {
     /// `max_pixels` bounds a mask's size like the image decoder's guard.
     pub fn load_samples(&self, name: &str, max_pixels: u64) -> Result<ImageSamples> {
         let path = self.annotation_path(name);
-        let bytes = std::fs::read(&path).map_err(|source| EvalError::Read {
+        let bytes = std::fs::read(&path).map_err(|source| RisorsError::Read {
             path: path.clone(),
             source,
         })?;
-        let bad = |reason: String| EvalError::Annotation {
+        let bad = |reason: String| RisorsError::Annotation {
             path: path.clone(),
             reason,
         };

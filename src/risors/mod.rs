@@ -12,13 +12,16 @@
 //! - [`Dataset`]: a dataset folder and one split's image names.
 //! - `annotation`: one annotation as a [`Sample`], or why it is left out.
 //! - [`Skipped`]: what was left out of the scores, and why.
+//! - [`RisorsError`]: a dataset that cannot be read.
 
 mod annotation;
 mod dataset;
+mod error;
 mod layout;
 mod skipped;
 
 pub use annotation::{AnnotationId, Sample};
 pub use dataset::{Dataset, ImageSamples};
+pub use error::RisorsError;
 pub use layout::{split_list_file, ANNOTATION_DIR, IMAGE_DIR};
 pub use skipped::Skipped;

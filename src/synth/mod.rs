@@ -60,7 +60,7 @@ use random::{image_rng, SynthRng};
 pub const GENERATOR_VERSION: u32 = 1;
 /// The split names `rsam eval` and the trainer know.
 pub const SPLIT_NAMES: [&str; 3] = ["train", "val", "test"];
-pub const DEFAULT_SPLITS: &str = "train=0.8,val=0.1,test=0.1";
+pub use crate::cli::args::DEFAULT_SPLITS;
 pub const MIN_SIZE: u32 = 64;
 pub const MAX_SIZE: u32 = 4096;
 /// JPEG quality of the images (RISORS images are high-quality JPEGs).
@@ -68,26 +68,6 @@ const JPEG_QUALITY: u8 = 92;
 /// Annotation ids are `image index * ID_STRIDE + k`: unique in the dataset
 /// and independent of the other images.
 pub const ID_STRIDE: u64 = 100;
-
-/// `rsam synth` flags.
-#[derive(clap::Args, Debug, Clone)]
-pub struct SynthArgs {
-    /// Output dataset directory (created if missing; files in it are overwritten).
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Number of images to generate.
-    #[arg(long, value_name = "N")]
-    pub images: usize,
-    /// Image side in pixels (64 to 4096); everything in a scene scales with it.
-    #[arg(long, default_value_t = 256)]
-    pub size: u32,
-    /// Random seed: the same seed and flags give byte-identical files.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Split fractions NAME=FRACTION,... over train, val, test, summing to 1.
-    #[arg(long, default_value = DEFAULT_SPLITS)]
-    pub splits: String,
-}
 
 /// A flag that does not describe a dataset.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -150,7 +130,7 @@ pub fn parse_splits(spec: &str) -> Result<SplitFractions, SynthError> {
     Ok(fractions)
 }
 
-impl SynthArgs {
+impl crate::cli::args::SynthArgs {
     /// Checks every flag; the split fractions on success.
     pub fn validate(&self) -> Result<SplitFractions, SynthError> {
         if self.images == 0 {
@@ -428,7 +408,7 @@ fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 /// Generates the dataset described by `args`.
-pub fn run(args: &SynthArgs) -> anyhow::Result<Summary> {
+pub fn run(args: &crate::cli::args::SynthArgs) -> anyhow::Result<Summary> {
     let fractions = args.validate()?;
     let started = std::time::Instant::now();
     let size = args.size as usize;

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use candle_nn::VarMap;
 use serde::{Deserialize, Serialize};
 
+use super::error::TrainError;
 use super::optim::AdamW;
-use super::{TrainArgs, TrainError};
+use crate::cli::args::TrainArgs;
 use crate::config::RsamConfig;
 
 /// Optimizer state, relative to the output directory.

@@ -18,7 +18,7 @@ use rand_distr::{Distribution, Poisson};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use super::TrainError;
+use super::error::TrainError;
 use crate::mask::rle::{self, Rle};
 use crate::preprocess;
 use crate::risors::Dataset;

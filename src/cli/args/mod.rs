@@ -5,13 +5,19 @@
 mod bench;
 mod convert;
 mod device;
+mod eval;
 mod inspect;
 mod segment;
 mod serve;
+mod synth;
+mod train;
 
 pub use bench::BenchArgs;
 pub use convert::ConvertArgs;
 pub use device::DeviceArgs;
+pub use eval::EvalArgs;
 pub use inspect::InspectArgs;
 pub use segment::SegmentArgs;
 pub use serve::{LogFormat, ServeArgs};
+pub use synth::{SynthArgs, DEFAULT_SPLITS};
+pub use train::TrainArgs;
