@@ -6,15 +6,19 @@
 //! - [`preprocess`] / [`postprocess`] / [`rle`]: the official input pipeline
 //!   and the outputs (upsampled logits, masks, COCO RLE, PNG, `.npy`).
 
+pub mod autocast;
 pub mod bench;
 pub mod config;
 pub mod convert;
 pub mod error;
 pub mod eval;
+pub mod kernel_choice;
 pub mod kernels;
+pub mod kernels_bf16;
 pub mod model;
 pub mod models;
 pub mod nn;
+pub mod pointwise_conv;
 pub mod postprocess;
 pub mod preprocess;
 pub mod rle;

@@ -135,17 +135,6 @@ pub fn parse_dtype(spec: &str) -> Result<DType> {
     }
 }
 
-/// Candle's CPU backend has no bf16 matrix multiply: say so before loading
-/// rather than failing inside the first forward pass.
-pub fn check_dtype_on_device(dtype: DType, device: &Device) -> Result<()> {
-    if dtype == DType::BF16 && device.is_cpu() {
-        return Err(RsamError::Device(
-            "bf16 is not supported on the CPU (no bf16 matrix multiply there): use f32 or f16, or a cuda device".into(),
-        ));
-    }
-    Ok(())
-}
-
 /// Where the bundled demo model lives, relative to the repository root.
 pub const DEMO_MODEL_DIR: &str = "weights/rsam-demo";
 
@@ -202,12 +191,15 @@ impl Rsam {
                 reason: "not a directory".into(),
             });
         }
-        check_dtype_on_device(options.dtype, &options.device)?;
         let config = RsamConfig::from_file(&dir.join("config.json"))?;
         let tokenizer =
             TextTokenizer::from_dir(dir, config.bert.max_position_embeddings.min(config.max_text_positions))?;
         let (weights_path, format) = weights::find_weights(dir)?;
-        let tensors = weights::read_tensors(&weights_path, format)?;
+        let bf16 = match crate::autocast::applies(options.dtype, &options.device) {
+            true => crate::autocast::bf16_tensor_names(&config)?,
+            false => Default::default(),
+        };
+        let tensors = weights::read_tensors_as(&weights_path, format, &bf16)?;
         Self::from_tensors(config, tokenizer, tensors, weights_path, options)
     }
 
@@ -220,11 +212,16 @@ impl Rsam {
         weights_path: PathBuf,
         options: &LoadOptions,
     ) -> Result<Self> {
-        check_dtype_on_device(options.dtype, &options.device)?;
         let tokenizer = tokenizer.with_truncation(config.text_truncation);
-        let (model, load_report) = weights::build_checked(tensors, options.dtype, &options.device, |vb| {
-            RsamModel::new(&config, vb)
-        })?;
+        let (model, load_report) = if crate::autocast::applies(options.dtype, &options.device) {
+            weights::build_checked(tensors, DType::F32, &options.device, |vb| {
+                crate::autocast::with_bf16_products(|| RsamModel::new(&config, vb))
+            })?
+        } else {
+            weights::build_checked(tensors, options.dtype, &options.device, |vb| {
+                RsamModel::new(&config, vb)
+            })?
+        };
         Ok(Self {
             model,
             tokenizer,
