@@ -135,6 +135,19 @@ pub fn parse_dtype(spec: &str) -> Result<DType> {
     }
 }
 
+/// bf16 on the CPU runs on rsam's kernels ([`crate::autocast`]); without
+/// them (`RSAM_GENERIC_KERNELS=1`) the whole network would run in bf16, and
+/// Candle's CPU convolution has no bf16 matrix multiply: say so before
+/// loading rather than failing inside the first forward pass.
+pub fn check_dtype_on_device(dtype: DType, device: &Device) -> Result<()> {
+    if dtype == DType::BF16 && device.is_cpu() && !crate::kernel_choice::custom_kernels() {
+        return Err(RsamError::Device(
+            "bf16 on the CPU needs rsam's CPU kernels, which RSAM_GENERIC_KERNELS=1 turns off (Candle's CPU convolution has no bf16 matrix multiply): use f32 or f16 there, or unset it".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Where the bundled demo model lives, relative to the repository root.
 pub const DEMO_MODEL_DIR: &str = "weights/rsam-demo";
 
@@ -191,6 +204,7 @@ impl Rsam {
                 reason: "not a directory".into(),
             });
         }
+        check_dtype_on_device(options.dtype, &options.device)?;
         let config = RsamConfig::from_file(&dir.join("config.json"))?;
         let tokenizer =
             TextTokenizer::from_dir(dir, config.bert.max_position_embeddings.min(config.max_text_positions))?;
@@ -212,6 +226,7 @@ impl Rsam {
         weights_path: PathBuf,
         options: &LoadOptions,
     ) -> Result<Self> {
+        check_dtype_on_device(options.dtype, &options.device)?;
         let tokenizer = tokenizer.with_truncation(config.text_truncation);
         let (model, load_report) = if crate::autocast::applies(options.dtype, &options.device) {
             weights::build_checked(tensors, DType::F32, &options.device, |vb| {

@@ -351,3 +351,139 @@ mod ops {
         }
     }
 }
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn avx512_bf16() -> bool {
+        crate::kernel_choice::cpu_has_avx512_bf16()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// The widened path (CPUs without AVX512-BF16) rounds the same operands:
+    /// it differs from the native kernels only in the order of the f32
+    /// additions, for few rows and many, with and without a bias.
+    #[test]
+    fn widened_linear_equals_the_native_kernels() -> Result<()> {
+        if !avx512_bf16() {
+            return Ok(());
+        }
+        let dev = Device::Cpu;
+        for (m, k, n, bias) in [(10, 768, 300, true), (100, 112, 336, true), (33, 40, 17, false)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let w = Tensor::randn(0f32, 0.1, (n, k), &dev)?.to_dtype(DType::BF16)?;
+            let b = Tensor::randn(0f32, 1.0, n, &dev)?;
+            let b = bias.then_some(&b);
+            let native = match b {
+                Some(b) => x.apply_op3_no_bwd(&w, b, &Bf16Linear)?,
+                None => x.apply_op2_no_bwd(&w, &Bf16Linear)?,
+            };
+            let widened = widened_linear(&x, &w, b)?;
+            let scale = widened.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = max_diff(&native, &widened);
+            assert!(
+                diff <= 2e-6 * scale * (k as f32).sqrt(),
+                "{m} x {k} x {n}: differs by {diff}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The widened attention (rounded q, k, v through the f32 kernel) and
+    /// the native one differ by the native kernel's rounding of the softmax
+    /// weights to bf16: at most 2^-8 of the largest value.
+    #[test]
+    fn widened_attention_equals_the_native_kernel() -> Result<()> {
+        if !avx512_bf16() {
+            return Ok(());
+        }
+        let dev = Device::Cpu;
+        for (b, h, lq, lk, d) in [(1, 2, 70, 300, 56), (3, 1, 9, 49, 32), (2, 2, 5, 7, 64)] {
+            let q = Tensor::randn(0f32, 1.0, (b, h, lq, d), &dev)?;
+            let k = Tensor::randn(0f32, 1.0, (b, h, lk, d), &dev)?;
+            let v = Tensor::randn(0f32, 1.0, (b, h, lk, d), &dev)?;
+            let bias: Vec<f32> = (0..b * lk).map(|j| if j % 7 == 3 { -1e9 } else { 0.0 }).collect();
+            let scale = 1.0 / (d as f32).sqrt();
+            let native = q.apply_op3_no_bwd(
+                &k,
+                &v,
+                &ops::Bf16Attention {
+                    scale,
+                    key_bias: Some(bias.clone()),
+                },
+            )?;
+            let (qr, kr, vr) = (round_to_bf16(&q)?, round_to_bf16(&k)?, round_to_bf16(&v)?);
+            let widened = crate::kernels::fused_attention(&qr, &kr, &vr, scale, Some(bias))?;
+            let vmax = v.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = max_diff(&native, &widened);
+            assert!(diff <= vmax / 256.0, "{b} x {h} x {lq} x {lk} x {d}: differs by {diff}");
+        }
+        Ok(())
+    }
+
+    /// The 1x1 convolution on both paths, and its shape errors.
+    #[test]
+    fn pointwise_conv_paths_agree_and_reject_bad_shapes() -> Result<()> {
+        if !avx512_bf16() {
+            return Ok(());
+        }
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f32, 1.0, (2, 40, 7, 9), &dev)?;
+        let w = Tensor::randn(0f32, 0.2, (33, 40), &dev)?.to_dtype(DType::BF16)?;
+        let b = Tensor::randn(0f32, 1.0, 33, &dev)?;
+        let native = x.apply_op3_no_bwd(&w, &b, &Bf16PointwiseConv)?;
+        let widened = round_to_bf16(&x)?
+            .conv2d(&w.to_dtype(DType::F32)?.reshape((33, 40, 1, 1))?, 0, 1, 1, 1)?
+            .broadcast_add(&b.reshape((1, 33, 1, 1))?)?;
+        assert!(max_diff(&native, &widened) < 1e-4);
+        let wrong = Tensor::zeros((33, 41), DType::BF16, &dev)?;
+        let err = x
+            .apply_op3_no_bwd(&wrong, &b, &Bf16PointwiseConv)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("do not match"), "{err}");
+        let f32_weight = w.to_dtype(DType::F32)?;
+        let err = x
+            .apply_op3_no_bwd(&f32_weight, &b, &Bf16PointwiseConv)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("weight must be bf16"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn linear_rejects_bad_operands_by_name() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::zeros((40, 8), DType::F32, &dev)?;
+        let w = Tensor::zeros((5, 9), DType::BF16, &dev)?;
+        let err = x.apply_op2_no_bwd(&w, &Bf16Linear).unwrap_err().to_string();
+        assert!(err.contains("bf16 linear") && err.contains("do not match"), "{err}");
+        let w = Tensor::zeros((5, 8), DType::F32, &dev)?;
+        let err = x.apply_op2_no_bwd(&w, &Bf16Linear).unwrap_err().to_string();
+        assert!(err.contains("weight must be bf16"), "{err}");
+        let w = Tensor::zeros((5, 8), DType::BF16, &dev)?;
+        let b = Tensor::zeros(6, DType::F32, &dev)?;
+        let err = x.apply_op3_no_bwd(&w, &b, &Bf16Linear).unwrap_err().to_string();
+        assert!(err.contains("do not match"), "{err}");
+        let q = Tensor::zeros((1, 1, 3, 65), DType::F32, &dev)?;
+        let op = ops::Bf16Attention {
+            scale: 1.0,
+            key_bias: None,
+        };
+        let err = q.apply_op3_no_bwd(&q, &q, &op).unwrap_err().to_string();
+        assert!(err.contains("bf16 attention"), "{err}");
+        Ok(())
+    }
+}

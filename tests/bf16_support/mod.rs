@@ -36,10 +36,15 @@ pub fn square_prompts() -> Vec<Prompt> {
         .collect()
 }
 
-/// The square-image cases through `model`, one prompt at a time.
+/// The square-image cases through `model`, one prompt at a time, on the
+/// official preprocessed input of the image.
 pub fn square_predictions(model: &Rsam) -> Vec<Prediction> {
-    let bytes = std::fs::read(tiny_dir().join("images/square.png")).unwrap();
-    let features = model.encode_bytes(&bytes).unwrap();
+    let input = &expected()["input.square.png"];
+    let features = rsam::ImageFeatures {
+        embeddings: model.model.encode(input).unwrap(),
+        width: 128,
+        height: 128,
+    };
     square_prompts()
         .into_iter()
         .map(|p| model.decode(&features, &[p]).unwrap().remove(0))
