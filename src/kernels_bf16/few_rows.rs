@@ -96,10 +96,10 @@ unsafe fn tile(
         let mask: __mmask32 = if left == LANES { u32::MAX } else { (1u32 << left) - 1 };
         let wv: [__m512bh; TILE] =
             std::array::from_fn(|j| std::mem::transmute(_mm512_maskz_loadu_epi16(mask, wp[j].add(k0).cast())));
-        for t in 0..TILE {
+        for (t, acc_t) in acc.iter_mut().enumerate() {
             let xv: __m512bh = std::mem::transmute(_mm512_loadu_si512(xb.as_ptr().add(t * stride + k0).cast()));
-            for j in 0..TILE {
-                acc[t][j] = _mm512_dpbf16_ps(acc[t][j], xv, wv[j]);
+            for (a, &w) in acc_t.iter_mut().zip(&wv) {
+                *a = _mm512_dpbf16_ps(*a, xv, w);
             }
         }
     }

@@ -106,6 +106,9 @@ mod simd {
     }
 
     /// Transposes a 16 x 16 block of 32-bit values held in 16 registers.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
         // Pairs of rows interleaved, then quads: u[g][c] holds, in 128-bit
