@@ -10,6 +10,7 @@
 //! - [`preprocess`]: the official input pipeline; [`mask`]: from logits to
 //!   masks and their outputs (COCO RLE, PNG, polygons); [`npy`]: logits files.
 
+pub mod autocast;
 pub mod bench;
 pub mod cli;
 pub mod config;

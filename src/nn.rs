@@ -28,6 +28,7 @@ impl Linear {
     fn few_rows(&self, x: &Tensor, rows: usize) -> Option<Result<Tensor>> {
         let w = self.0.weight();
         let eligible = rows <= crate::kernels::FEW_ROWS
+            && crate::kernels::choice::custom_kernels()
             && !x.track_op()
             && !w.track_op()
             && x.device().is_cpu()
@@ -55,7 +56,8 @@ impl Linear {
     /// from the bias ([`crate::kernels::linear_with_bias`]).
     fn biased_gemm(&self, x: &Tensor, rows: usize) -> Option<Result<Tensor>> {
         let (w, b) = (self.0.weight(), self.0.bias()?);
-        let eligible = !x.track_op()
+        let eligible = crate::kernels::choice::custom_kernels()
+            && !x.track_op()
             && !w.track_op()
             && !b.track_op()
             && x.device().is_cpu()
@@ -66,6 +68,23 @@ impl Linear {
             return None;
         }
         Some(on_rows(x, rows, |flat| crate::kernels::linear_with_bias(flat, w, b)))
+    }
+
+    /// Inference with a bf16 weight on an f32 input on the CPU
+    /// ([`crate::autocast`]): the bf16 product kernels.
+    fn bf16_products(&self, x: &Tensor, rows: usize) -> Option<Result<Tensor>> {
+        let w = self.0.weight();
+        let eligible = w.dtype() == DType::BF16
+            && x.dtype() == DType::F32
+            && x.device().is_cpu()
+            && !x.track_op()
+            && crate::kernels::choice::custom_kernels();
+        if !eligible {
+            return None;
+        }
+        Some(on_rows(x, rows, |flat| {
+            crate::kernels::bf16::linear(flat, w, self.0.bias())
+        }))
     }
 }
 
@@ -84,6 +103,9 @@ impl Module for Linear {
         let dims = x.dims();
         let in_dim = dims[dims.len() - 1];
         let rows = x.elem_count() / in_dim.max(1);
+        if let Some(out) = self.bf16_products(x, rows) {
+            return out;
+        }
         if let Some(out) = self.few_rows(x, rows) {
             return out;
         }
@@ -98,6 +120,9 @@ impl Module for Linear {
 }
 
 pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
+    if let Some(bf16) = crate::autocast::bf16_linear(in_dim, out_dim, &vb) {
+        return Ok(Linear(bf16?));
+    }
     Ok(Linear(candle_nn::linear(in_dim, out_dim, vb)?))
 }
 
@@ -263,10 +288,24 @@ impl Module for Mlp {
 /// On the CPU in f32 without gradients this runs the fused kernel of
 /// [`crate::kernels`]; otherwise the composed (differentiable) version.
 pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
+    scaled_dot_product_attention_with(q, k, v, key_mask, q.dtype())
+}
+
+/// [`scaled_dot_product_attention`] in the precision of the layer's
+/// matrix products: `products` is the dtype of its projection weights, and
+/// bf16 weights on f32 activations ([`crate::autocast`]) give QK^T and PV
+/// bf16 operands too ([`crate::kernels::bf16::fused_attention`]).
+pub fn scaled_dot_product_attention_with(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_mask: Option<&Tensor>,
+    products: DType,
+) -> Result<Tensor> {
     let d = q.dim(3)?;
     let scale = 1.0 / (d as f64).sqrt();
     let tracked = q.track_op() || k.track_op() || v.track_op();
-    if !tracked && q.device().is_cpu() && q.dtype() == DType::F32 {
+    if !tracked && q.device().is_cpu() && q.dtype() == DType::F32 && crate::kernels::choice::custom_kernels() {
         let bias = match key_mask {
             Some(m) => Some(m.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?),
             None => None,
@@ -280,7 +319,11 @@ pub fn scaled_dot_product_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask
                 Ok(t.clone())
             }
         };
-        return crate::kernels::fused_attention(&in_place(q)?, &in_place(k)?, &in_place(v)?, scale as f32, bias);
+        let (q, k, v) = (in_place(q)?, in_place(k)?, in_place(v)?);
+        if products == DType::BF16 {
+            return crate::kernels::bf16::fused_attention(&q, &k, &v, scale as f32, bias);
+        }
+        return crate::kernels::fused_attention(&q, &k, &v, scale as f32, bias);
     }
     composed_attention(q, k, v, key_mask, scale)
 }
@@ -299,7 +342,7 @@ pub fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&
 /// [`crate::kernels::gelu_erf_slice`] (a vectorised erf) over the thread
 /// pool instead. Gradients and other devices use Candle's op.
 pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
-    if x.track_op() || !x.device().is_cpu() || x.dtype() != DType::F32 {
+    if x.track_op() || !x.device().is_cpu() || x.dtype() != DType::F32 || !crate::kernels::choice::custom_kernels() {
         return x.gelu_erf();
     }
     x.contiguous()?.apply_op1_no_bwd(&ParallelGeluErf)

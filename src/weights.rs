@@ -7,7 +7,7 @@
 //! architecture asks for; one error then lists each missing, unexpected or
 //! mis-shaped key by name.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -84,6 +84,13 @@ pub fn find_weights(dir: &Path) -> Result<(PathBuf, WeightsFormat)> {
 
 /// Reads every tensor of a weights file into CPU memory.
 pub fn read_tensors(path: &Path, format: WeightsFormat) -> Result<HashMap<String, Tensor>> {
+    read_tensors_as(path, format, &HashSet::new())
+}
+
+/// [`read_tensors`], converting the tensors named in `bf16` to bf16 as
+/// they are read (safetensors: one at a time, so that the f32 copy of the
+/// converted tensors is never whole in memory).
+pub fn read_tensors_as(path: &Path, format: WeightsFormat, bf16: &HashSet<String>) -> Result<HashMap<String, Tensor>> {
     let file_error = |reason: String| RsamError::WeightsFile {
         path: path.to_path_buf(),
         reason,
@@ -95,8 +102,16 @@ pub fn read_tensors(path: &Path, format: WeightsFormat) -> Result<HashMap<String
     // The third-party parsers are not hardened against hostile files: turn a
     // panic inside them into an error naming the file.
     let result = std::panic::catch_unwind(|| match format {
-        WeightsFormat::Safetensors => read_safetensors(path).map_err(|e| format!("not a valid safetensors file: {e}")),
-        WeightsFormat::TorchPickle => read_torch_checkpoint(path),
+        WeightsFormat::Safetensors => {
+            read_safetensors(path, bf16).map_err(|e| format!("not a valid safetensors file: {e}"))
+        }
+        WeightsFormat::TorchPickle => read_torch_checkpoint(path).and_then(|tensors| {
+            tensors
+                .into_iter()
+                .map(|(name, t)| Ok((name.clone(), convert_if_named(t, &name, bf16)?)))
+                .collect::<candle_core::Result<_>>()
+                .map_err(|e| format!("cannot convert to bf16: {e}"))
+        }),
     });
     let tensors = match result {
         Ok(Ok(tensors)) => tensors,
@@ -113,7 +128,7 @@ pub fn read_tensors(path: &Path, format: WeightsFormat) -> Result<HashMap<String
 /// `candle_core::safetensors::load` first reads the whole file into an
 /// anonymous buffer, doubling peak memory, and an allocator that keeps freed
 /// pages (mimalloc) then holds that second copy for the life of the process.
-fn read_safetensors(path: &Path) -> candle_core::Result<HashMap<String, Tensor>> {
+fn read_safetensors(path: &Path, bf16: &HashSet<String>) -> candle_core::Result<HashMap<String, Tensor>> {
     // SAFETY: the map is only read while this function runs and every
     // tensor is copied out before it is unmapped. A file truncated by
     // another process during these few seconds is the one hazard of mapping.
@@ -122,10 +137,19 @@ fn read_safetensors(path: &Path) -> candle_core::Result<HashMap<String, Tensor>>
         .tensors()
         .into_iter()
         .map(|(name, _)| {
-            let tensor = mapped.load(&name, &Device::Cpu)?;
+            let tensor = convert_if_named(mapped.load(&name, &Device::Cpu)?, &name, bf16)?;
             Ok((name, tensor))
         })
         .collect()
+}
+
+/// `tensor` in bf16 if `name` is in `bf16`, unchanged otherwise.
+fn convert_if_named(tensor: Tensor, name: &str, bf16: &HashSet<String>) -> candle_core::Result<Tensor> {
+    if bf16.contains(name) {
+        tensor.to_dtype(DType::BF16)
+    } else {
+        Ok(tensor)
+    }
 }
 
 fn read_torch_checkpoint(path: &Path) -> std::result::Result<HashMap<String, Tensor>, String> {

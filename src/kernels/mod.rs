@@ -6,11 +6,16 @@
 //! - [`linear_gemm`]: linear layers on many rows, one `gemm` from the bias;
 //! - [`max_pool`]: Hiera's query pooling in the channels-last layout;
 //! - [`gelu`]: exact GELU with a vectorised erf;
-//! - [`softmax`]: the row softmax the attention uses.
+//! - [`softmax`]: the row softmax the attention uses;
+//! - [`bf16`]: matrix products and attention with bf16 operands and f32
+//!   accumulation (AVX512-BF16) for `--dtype bf16` on the CPU.
 //!
-//! Each runs on the CPU in f32 without gradients; `nn.rs` decides when.
+//! Each runs on the CPU without gradients; `nn.rs` decides when, and
+//! [`choice`] holds the switches that turn them off.
 
 pub mod attention;
+pub mod bf16;
+pub mod choice;
 mod cpu;
 pub mod gelu;
 pub mod linear_few_rows;

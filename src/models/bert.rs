@@ -8,7 +8,7 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use crate::config::BertConfig;
-use crate::nn::{gelu_erf, linear, scaled_dot_product_attention, LayerNorm, Linear};
+use crate::nn::{gelu_erf, linear, scaled_dot_product_attention_with, LayerNorm, Linear};
 
 #[derive(Debug, Clone)]
 struct BertLayer {
@@ -51,7 +51,7 @@ impl BertLayer {
         let q = self.heads(&self.query.forward(x)?)?;
         let k = self.heads(&self.key.forward(x)?)?;
         let v = self.heads(&self.value.forward(x)?)?;
-        let ctx = scaled_dot_product_attention(&q, &k, &v, Some(mask))?;
+        let ctx = scaled_dot_product_attention_with(&q, &k, &v, Some(mask), self.query.weight().dtype())?;
         let (b, nh, l, d) = ctx.dims4()?;
         let ctx = ctx.transpose(1, 2)?.reshape((b, l, nh * d))?;
         let attn = self

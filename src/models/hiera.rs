@@ -10,7 +10,7 @@ use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
 use crate::config::RsamConfig;
-use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Linear, Mlp};
+use crate::nn::{linear, scaled_dot_product_attention_with, Activation, LayerNorm, Linear, Mlp};
 
 const NORM_EPS: f64 = 1e-6;
 
@@ -41,7 +41,8 @@ impl MultiScaleAttention {
             None => (q, h, w),
         };
         // Heads as transposed views: the CPU kernel reads them in place.
-        let out = scaled_dot_product_attention(&q.transpose(1, 2)?, &k.transpose(1, 2)?, &v.transpose(1, 2)?, None)?;
+        let (q, k, v) = (q.transpose(1, 2)?, k.transpose(1, 2)?, v.transpose(1, 2)?);
+        let out = scaled_dot_product_attention_with(&q, &k, &v, None, self.qkv.weight().dtype())?;
         let out = out.transpose(1, 2)?.reshape((b, h, w, ()))?;
         self.proj.forward(&out)
     }
@@ -62,7 +63,7 @@ fn max_pool_nhwc(x: &Tensor, stride: usize) -> Result<Tensor> {
     }
     // Inference on the CPU pools in place of the channels-last layout;
     // Candle's max_pool2d wants channels first (two full copies).
-    if x.device().is_cpu() && x.dtype() == DType::F32 {
+    if x.device().is_cpu() && x.dtype() == DType::F32 && crate::kernels::choice::custom_kernels() {
         return crate::kernels::max_pool_nhwc(&x.contiguous()?, stride);
     }
     x.permute((0, 3, 1, 2))?.max_pool2d(stride)?.permute((0, 2, 3, 1))

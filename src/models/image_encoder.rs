@@ -4,10 +4,11 @@
 //! prompt has to pay for them again.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::hiera::Hiera;
 use crate::config::RsamConfig;
+use crate::models::pointwise_conv::{pointwise_conv, PointwiseConv};
 
 /// The modified FPN of SAM 2: 1x1 lateral convs, nearest-neighbour top-down
 /// fusion on `fpn_top_down_levels`, no output convs. Positional encodings of
@@ -16,7 +17,7 @@ use crate::config::RsamConfig;
 #[derive(Debug, Clone)]
 pub struct FpnNeck {
     /// `convs[j]` serves backbone level `n - j` (the lowest resolution first).
-    convs: Vec<Conv2d>,
+    convs: Vec<PointwiseConv>,
     top_down_levels: Vec<usize>,
 }
 
@@ -27,15 +28,7 @@ impl FpnNeck {
         let convs = channels
             .iter()
             .enumerate()
-            .map(|(j, &dim)| {
-                candle_nn::conv2d(
-                    dim,
-                    cfg.d_model,
-                    1,
-                    Default::default(),
-                    vb.pp(format!("convs.{j}.conv")),
-                )
-            })
+            .map(|(j, &dim)| pointwise_conv(dim, cfg.d_model, vb.pp(format!("convs.{j}.conv"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             convs,
@@ -127,7 +120,11 @@ impl ImageEncoder {
 }
 
 /// Applies `conv_s0` / `conv_s1` to the two highest-resolution levels.
-pub fn project_high_res(levels: &[Tensor], conv_s0: &Conv2d, conv_s1: &Conv2d) -> Result<ImageEmbeddings> {
+pub fn project_high_res(
+    levels: &[Tensor],
+    conv_s0: &PointwiseConv,
+    conv_s1: &PointwiseConv,
+) -> Result<ImageEmbeddings> {
     let last = levels.len() - 1;
     Ok(ImageEmbeddings {
         image_embed: levels[last].clone(),

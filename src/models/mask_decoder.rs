@@ -5,10 +5,11 @@
 //! RSAM adds the TWGM's global text token to every mask token.
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Conv2d, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
+use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 
 use super::transformer::TwoWayTransformer;
 use crate::config::RsamConfig;
+use crate::models::pointwise_conv::{pointwise_conv, PointwiseConv};
 use crate::nn::{gelu_erf, Activation, LayerNorm2d, Mlp};
 
 /// Logit written where the object-score head says "no object".
@@ -25,8 +26,8 @@ pub struct MaskDecoder {
     upscale_conv1: ConvTranspose2d,
     upscale_norm: LayerNorm2d,
     upscale_conv2: ConvTranspose2d,
-    pub conv_s0: Conv2d,
-    pub conv_s1: Conv2d,
+    pub conv_s0: PointwiseConv,
+    pub conv_s1: PointwiseConv,
     /// Only the single-mask hypernetwork (token 0) is evaluated; the three
     /// multimask ones are loaded (they are part of the checkpoint) but unused.
     hypernetwork_mlps: Vec<Mlp>,
@@ -83,8 +84,8 @@ impl MaskDecoder {
             upscale_conv1: candle_nn::conv_transpose2d(d, d / 4, 2, up, vb.pp("output_upscaling.0"))?,
             upscale_norm: LayerNorm2d::new(d / 4, 1e-6, vb.pp("output_upscaling.1"))?,
             upscale_conv2: candle_nn::conv_transpose2d(d / 4, d / 8, 2, up, vb.pp("output_upscaling.3"))?,
-            conv_s0: candle_nn::conv2d(d, d / 8, 1, Default::default(), vb.pp("conv_s0"))?,
-            conv_s1: candle_nn::conv2d(d, d / 4, 1, Default::default(), vb.pp("conv_s1"))?,
+            conv_s0: pointwise_conv(d, d / 8, vb.pp("conv_s0"))?,
+            conv_s1: pointwise_conv(d, d / 4, vb.pp("conv_s1"))?,
             hypernetwork_mlps,
             iou_prediction_head: Mlp::new(
                 d,

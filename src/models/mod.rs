@@ -5,6 +5,7 @@ pub mod bert;
 pub mod hiera;
 pub mod image_encoder;
 pub mod mask_decoder;
+pub mod pointwise_conv;
 pub mod prompt_encoder;
 pub mod rsam;
 pub mod transformer;

@@ -10,7 +10,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Linear, Mlp};
+use crate::nn::{linear, scaled_dot_product_attention_with, Activation, LayerNorm, Linear, Mlp};
 
 /// PyTorch's `nn.LayerNorm` default epsilon.
 const NORM_EPS: f64 = 1e-5;
@@ -50,7 +50,7 @@ impl Attention {
         let q = self.separate_heads(&self.q_proj.forward(q)?)?;
         let k = self.separate_heads(&self.k_proj.forward(k)?)?;
         let v = self.separate_heads(&self.v_proj.forward(v)?)?;
-        let out = scaled_dot_product_attention(&q, &k, &v, key_mask)?;
+        let out = scaled_dot_product_attention_with(&q, &k, &v, key_mask, self.q_proj.weight().dtype())?;
         let (b, h, n, d) = out.dims4()?;
         let out = out.transpose(1, 2)?.reshape((b, n, h * d))?;
         self.out_proj.forward(&out)

@@ -56,7 +56,11 @@ impl Rsam {
         let tokenizer =
             TextTokenizer::from_dir(dir, config.bert.max_position_embeddings.min(config.max_text_positions))?;
         let (weights_path, format) = weights::find_weights(dir)?;
-        let tensors = weights::read_tensors(&weights_path, format)?;
+        let bf16 = match crate::autocast::applies(options.dtype, &options.device) {
+            true => crate::autocast::bf16_tensor_names(&config)?,
+            false => Default::default(),
+        };
+        let tensors = weights::read_tensors_as(&weights_path, format, &bf16)?;
         Self::from_tensors(config, tokenizer, tensors, weights_path, options)
     }
 
@@ -71,9 +75,15 @@ impl Rsam {
     ) -> Result<Self> {
         check_dtype_on_device(options.dtype, &options.device)?;
         let tokenizer = tokenizer.with_truncation(config.text_truncation);
-        let (model, load_report) = weights::build_checked(tensors, options.dtype, &options.device, |vb| {
-            RsamModel::new(&config, vb)
-        })?;
+        let (model, load_report) = if crate::autocast::applies(options.dtype, &options.device) {
+            weights::build_checked(tensors, DType::F32, &options.device, |vb| {
+                crate::autocast::with_bf16_products(|| RsamModel::new(&config, vb))
+            })?
+        } else {
+            weights::build_checked(tensors, options.dtype, &options.device, |vb| {
+                RsamModel::new(&config, vb)
+            })?
+        };
         Ok(Self {
             model,
             tokenizer,

@@ -44,12 +44,14 @@ pub fn parse_dtype(spec: &str) -> Result<DType> {
     }
 }
 
-/// Candle's CPU backend has no bf16 matrix multiply: say so before loading
-/// rather than failing inside the first forward pass.
+/// bf16 on the CPU runs on rsam's kernels ([`crate::autocast`]); without
+/// them (`RSAM_GENERIC_KERNELS=1`) the whole network would run in bf16, and
+/// Candle's CPU convolution has no bf16 matrix multiply: say so before
+/// loading rather than failing inside the first forward pass.
 pub fn check_dtype_on_device(dtype: DType, device: &Device) -> Result<()> {
-    if dtype == DType::BF16 && device.is_cpu() {
+    if dtype == DType::BF16 && device.is_cpu() && !crate::kernels::choice::custom_kernels() {
         return Err(RsamError::Device(
-            "bf16 is not supported on the CPU (no bf16 matrix multiply there): use f32 or f16, or a cuda device".into(),
+            "bf16 on the CPU needs rsam's CPU kernels, which RSAM_GENERIC_KERNELS=1 turns off (Candle's CPU convolution has no bf16 matrix multiply): use f32 or f16 there, or unset it".into(),
         ));
     }
     Ok(())
