@@ -3,6 +3,7 @@
 //!
 //! - [`model::Rsam`]: load a model directory, `encode_image`, `decode`.
 //! - [`models`]: the network, one file per component.
+//! - [`sam2::Sam2Predictor`]: SAM 2 / 2.1 models (clicks, boxes, mask prompts).
 //! - [`preprocess`] / [`postprocess`] / [`rle`]: the official input pipeline
 //!   and the outputs (upsampled logits, masks, COCO RLE, PNG, `.npy`).
 
@@ -13,11 +14,14 @@ pub mod error;
 pub mod eval;
 pub mod kernels;
 pub mod model;
+pub mod model_kind;
 pub mod models;
 pub mod nn;
 pub mod postprocess;
 pub mod preprocess;
+pub mod pretrained;
 pub mod rle;
+pub mod sam2;
 pub mod server;
 pub mod synth;
 pub mod tokenizer;

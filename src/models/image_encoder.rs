@@ -6,8 +6,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, VarBuilder};
 
+use super::architecture::SamArchitecture;
 use super::hiera::Hiera;
-use crate::config::RsamConfig;
 
 /// The modified FPN of SAM 2: 1x1 lateral convs, nearest-neighbour top-down
 /// fusion on `fpn_top_down_levels`, no output convs. Positional encodings of
@@ -21,7 +21,7 @@ pub struct FpnNeck {
 }
 
 impl FpnNeck {
-    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &impl SamArchitecture, vb: VarBuilder) -> Result<Self> {
         // backbone_channel_list is the trunk's stage widths, lowest resolution first.
         let channels: Vec<usize> = cfg.stage_dims().into_iter().rev().collect();
         let convs = channels
@@ -30,7 +30,7 @@ impl FpnNeck {
             .map(|(j, &dim)| {
                 candle_nn::conv2d(
                     dim,
-                    cfg.d_model,
+                    cfg.d_model(),
                     1,
                     Default::default(),
                     vb.pp(format!("convs.{j}.conv")),
@@ -39,7 +39,7 @@ impl FpnNeck {
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             convs,
-            top_down_levels: cfg.fpn_top_down_levels.clone(),
+            top_down_levels: cfg.fpn_top_down_levels().to_vec(),
         })
     }
 
@@ -108,11 +108,11 @@ pub struct ImageEncoder {
 }
 
 impl ImageEncoder {
-    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &impl SamArchitecture, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             trunk: Hiera::new(cfg, vb.pp("trunk"))?,
             neck: FpnNeck::new(cfg, vb.pp("neck"))?,
-            scalp: cfg.scalp,
+            scalp: cfg.scalp(),
         })
     }
 
