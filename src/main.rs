@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use rsam::model_kind::ModelKind;
 use rsam::postprocess::{read_npy_f32, write_npy_f32};
+use rsam::sam2::{Sam2Config, Sam2Predictor, Sam2Prompt};
 use rsam::{LoadOptions, Point, Prompt, Rsam};
 
 // Inference allocates and frees many large tensors; mimalloc keeps freed
@@ -28,7 +30,7 @@ enum Command {
     Segment(SegmentArgs),
     /// Print a model directory's config, parameter counts and ignored keys.
     Inspect(InspectArgs),
-    /// Turn an official training checkpoint into a model directory.
+    /// Turn an official RSAM or SAM 2 checkpoint (or SAM 2 + BERT) into a model directory.
     Convert(ConvertArgs),
     /// Measure encode / decode latency and memory with random weights.
     Bench(BenchArgs),
@@ -44,7 +46,7 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
-    /// base-plus-800, base-plus-1024, or a config.json path.
+    /// A preset (SIZE-800 or SIZE-1024: tiny, small, base-plus, large) or a config.json path.
     #[arg(long, default_value = "base-plus-800")]
     config: String,
     /// Timed iterations per measurement.
@@ -115,6 +117,10 @@ struct SegmentArgs {
     /// Write the mask at the image's size as a PNG (0 / 255).
     #[arg(long)]
     mask_out: Option<PathBuf>,
+    /// SAM 2 models: return the three candidate masks (JSON `candidates`;
+    /// --logits-out holds 3 x S/4 x S/4 logits in the model's order).
+    #[arg(long)]
+    multimask: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -128,18 +134,31 @@ struct InspectArgs {
 
 #[derive(clap::Args, Debug)]
 struct ConvertArgs {
-    /// The official checkpoint (*.pt / *.pth, or a safetensors file).
+    /// An official RSAM training checkpoint (*.pt / *.pth, or a safetensors file).
+    #[arg(long, required_unless_present = "sam2", conflicts_with = "sam2")]
+    checkpoint: Option<PathBuf>,
+    /// An official SAM 2 / 2.1 checkpoint (sam2_hiera_*.pt, sam2.1_hiera_*.pt): alone, a SAM 2
+    /// model directory; with --bert, the official pretrained start of RSAM training.
     #[arg(long)]
-    checkpoint: PathBuf,
-    /// config.json in the rsam schema.
-    #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+    sam2: Option<PathBuf>,
+    /// With --sam2: BERT weights (pytorch_model.bin, model.safetensors, or their folder).
+    #[arg(long, requires = "sam2")]
+    bert: Option<PathBuf>,
+    /// config.json: the rsam schema (--checkpoint; with --sam2 --bert also a preset name), or
+    /// the sam2 schema (--sam2 alone: overrides the size recognised from the checkpoint).
+    #[arg(long, conflicts_with = "preset")]
     config: Option<PathBuf>,
-    /// A built-in config instead of --config: base-plus-800 or base-plus-1024.
+    /// A built-in RSAM config instead of --config: SIZE-800 or SIZE-1024, SIZE one of tiny,
+    /// small, base-plus, large.
     #[arg(long)]
     preset: Option<String>,
-    /// tokenizer.json, vocab.txt, or a folder holding either (the official tokenizer_bert/).
+    /// tokenizer.json, vocab.txt, or a folder holding either (the official tokenizer_bert/);
+    /// with --bert, default: the BERT folder's.
     #[arg(long)]
-    tokenizer: PathBuf,
+    tokenizer: Option<PathBuf>,
+    /// With --sam2 --bert: seed of the freshly initialised tensors.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Output model directory (created).
     #[arg(long)]
     out: PathBuf,
@@ -256,25 +275,22 @@ fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     let options = args.device.load_options()?;
     let model_dir = args.model.clone().unwrap_or_else(rsam::model::default_model_dir);
+    // A directory whose kind cannot be read goes on to the RSAM loader's errors.
+    if ModelKind::of_dir(&model_dir).unwrap_or_default() == ModelKind::Sam2 {
+        return segment_sam2(&model_dir, &args, &options);
+    }
+    if args.multimask {
+        bail!(
+            "--multimask needs a SAM 2 model: {} is an RSAM model, which gives one mask per prompt",
+            model_dir.display()
+        );
+    }
     let model = Rsam::load(&model_dir, &options)?;
     let bytes = read_file(&args.image)?;
     let image = rsam::preprocess::decode_image(&bytes, options.max_pixels)
         .with_context(|| format!("{}", args.image.display()))?;
     let side = model.low_res_size();
-    let mask_input = match &args.mask_input {
-        Some(path) => {
-            let (shape, data) = read_npy_f32(&read_file(path)?).with_context(|| format!("{}", path.display()))?;
-            let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
-            if squeezed != [side, side] && !(side == 1 && squeezed.is_empty()) {
-                bail!(
-                    "{}: mask input has shape {shape:?}, expected {side}x{side} low-resolution logits",
-                    path.display()
-                );
-            }
-            Some(data)
-        }
-        None => None,
-    };
+    let mask_input = read_mask_input(args.mask_input.as_deref(), side)?;
     let prompt = Prompt {
         text: args.text.clone(),
         points: args.points.clone(),
@@ -308,12 +324,85 @@ fn segment(args: SegmentArgs) -> anyhow::Result<()> {
     print_line(&summary.to_string())
 }
 
+/// `--mask-input`: S/4 x S/4 float32 logits (singleton dimensions allowed).
+fn read_mask_input(path: Option<&Path>, side: usize) -> anyhow::Result<Option<Vec<f32>>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let (shape, data) = read_npy_f32(&read_file(path)?).with_context(|| format!("{}", path.display()))?;
+    let squeezed: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    if squeezed != [side, side] && !(side == 1 && squeezed.is_empty()) {
+        bail!(
+            "{}: mask input has shape {shape:?}, expected {side}x{side} low-resolution logits",
+            path.display()
+        );
+    }
+    Ok(Some(data))
+}
+
+/// `rsam segment` on a SAM 2 model directory.
+fn segment_sam2(model_dir: &Path, args: &SegmentArgs, options: &LoadOptions) -> anyhow::Result<()> {
+    let prompt = Sam2Prompt::from_prompt(&Prompt {
+        text: args.text.clone(),
+        points: args.points.clone(),
+        bbox: args.bbox,
+        mask_input: None,
+    })?;
+    let model = Sam2Predictor::load(model_dir, options)?;
+    let bytes = read_file(&args.image)?;
+    let image = rsam::preprocess::decode_image(&bytes, options.max_pixels)
+        .with_context(|| format!("{}", args.image.display()))?;
+    let side = model.low_res_size();
+    let prompt = Sam2Prompt {
+        mask_input: read_mask_input(args.mask_input.as_deref(), side)?,
+        ..prompt
+    };
+    if let Some(path) = &args.input_out {
+        let s = model.image_size();
+        let input = rsam::sam2::transforms::model_input(&image, s);
+        write_file(path, &write_npy_f32(&[3, s, s], &input))?;
+    }
+    let features = model.encode_image(&image)?;
+    let prediction = model.decode(&features, &[prompt], args.multimask)?.remove(0);
+    if let Some(path) = &args.logits_out {
+        let logits: Vec<f32> = prediction.masks.iter().flat_map(|m| m.low_res_logits()).collect();
+        let shape = if args.multimask {
+            vec![prediction.masks.len(), side, side]
+        } else {
+            vec![side, side]
+        };
+        write_file(path, &write_npy_f32(&shape, &logits))?;
+    }
+    if let Some(path) = &args.mask_out {
+        write_file(path, &prediction.best().mask(image.width, image.height).to_png())?;
+    }
+    let summary = rsam::sam2::summary::prediction_summary(&prediction, image.width, image.height);
+    print_line(&summary.to_string())
+}
+
 fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let model_dir = args.model.clone().unwrap_or_else(rsam::model::default_model_dir);
+    if ModelKind::of_dir(&model_dir).unwrap_or_default() == ModelKind::Sam2 {
+        let model = Sam2Predictor::load(&model_dir, &LoadOptions::default())?;
+        let report = &model.load_report;
+        let summary = serde_json::json!({
+            "model": model_dir,
+            "kind": ModelKind::Sam2.as_str(),
+            "prompts": ModelKind::Sam2.prompts(),
+            "weights": model.weights_path,
+            "config": model.config,
+            "parameters": report.num_parameters,
+            "parameters_by_component": report.parameters_by_component,
+            "ignored_keys": report.ignored_keys,
+        });
+        return print_line(&serde_json::to_string_pretty(&summary)?);
+    }
     let model = Rsam::load(&model_dir, &LoadOptions::default())?;
     let report = &model.load_report;
     let summary = serde_json::json!({
         "model": model_dir,
+        "kind": ModelKind::Rsam.as_str(),
+        "prompts": ModelKind::Rsam.prompts(),
         "weights": model.weights_path,
         "config": model.config,
         "parameters": report.num_parameters,
@@ -324,15 +413,41 @@ fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     print_line(&serde_json::to_string_pretty(&summary)?)
 }
 
+/// The RSAM config of `--config PATH` or `--preset NAME` (with `allow_name`,
+/// `--config` may name a preset too, as `rsam train --config` does).
+fn rsam_config(args: &ConvertArgs, allow_name: bool) -> anyhow::Result<rsam::RsamConfig> {
+    let preset = |name: &str| {
+        rsam::RsamConfig::preset(name).with_context(|| {
+            format!(
+                "unknown preset {name:?}: expected one of {}",
+                rsam::RsamConfig::PRESET_NAMES
+            )
+        })
+    };
+    match (&args.config, &args.preset) {
+        (Some(path), _)
+            if allow_name && !path.exists() && rsam::RsamConfig::preset(&path.to_string_lossy()).is_some() =>
+        {
+            preset(&path.to_string_lossy())
+        }
+        (Some(path), _) => Ok(rsam::RsamConfig::from_file(path)?),
+        (None, Some(name)) => preset(name),
+        (None, None) => bail!("give --config or --preset"),
+    }
+}
+
 fn convert(args: ConvertArgs) -> anyhow::Result<()> {
     let storage = rsam::model::parse_dtype(&args.dtype)?;
-    let config = match (&args.config, &args.preset) {
-        (Some(path), _) => rsam::RsamConfig::from_file(path)?,
-        (None, Some(name)) => rsam::RsamConfig::preset(name)
-            .with_context(|| format!("unknown preset {name:?}: expected base-plus-800 or base-plus-1024"))?,
-        (None, None) => bail!("give --config or --preset"),
+    match (&args.checkpoint, &args.sam2, &args.bert) {
+        (None, Some(sam2), None) => return convert_sam2(&args, sam2, storage),
+        (None, Some(sam2), Some(bert)) => return convert_pretrained(&args, sam2, bert),
+        _ => {}
+    }
+    let (Some(checkpoint), Some(tokenizer)) = (&args.checkpoint, &args.tokenizer) else {
+        bail!("--checkpoint needs --tokenizer (tokenizer.json, vocab.txt or a folder holding one)");
     };
-    let report = rsam::convert::convert_checkpoint(&args.checkpoint, &config, &args.tokenizer, &args.out, storage)?;
+    let config = rsam_config(&args, false)?;
+    let report = rsam::convert::convert_checkpoint(checkpoint, &config, tokenizer, &args.out, storage)?;
     let summary = serde_json::json!({
         "out": args.out,
         "parameters": report.num_parameters,
@@ -340,6 +455,45 @@ fn convert(args: ConvertArgs) -> anyhow::Result<()> {
         "dtype": args.dtype,
     });
     print_line(&summary.to_string())
+}
+
+/// `rsam convert --sam2 CKPT --out DIR [--config SAM2_CONFIG]`.
+fn convert_sam2(args: &ConvertArgs, checkpoint: &Path, storage: candle_core::DType) -> anyhow::Result<()> {
+    if args.preset.is_some() || args.tokenizer.is_some() {
+        bail!("--preset and --tokenizer are for RSAM models: a SAM 2 model directory has no text encoder");
+    }
+    let config = match &args.config {
+        Some(path) => Some(Sam2Config::from_file(path)?),
+        None => None,
+    };
+    let done = rsam::sam2::convert::convert_sam2(checkpoint, config, &args.out, storage)?;
+    let summary = serde_json::json!({
+        "out": args.out,
+        "kind": "sam2",
+        "name": done.config.name,
+        "size": done.size,
+        "version": done.version,
+        "parameters": done.report.num_parameters,
+        "dropped_keys": done.dropped_keys.len(),
+        "dtype": args.dtype,
+    });
+    print_line(&summary.to_string())
+}
+
+/// `rsam convert --sam2 CKPT --bert BERT --config CONFIG --out DIR`.
+fn convert_pretrained(args: &ConvertArgs, sam2: &Path, bert: &Path) -> anyhow::Result<()> {
+    if args.dtype != "f32" {
+        bail!("the pretrained start is written in f32 (it is a training start): drop --dtype");
+    }
+    let report = rsam::pretrained::build(&rsam::pretrained::PretrainedStart {
+        sam2_checkpoint: sam2.to_path_buf(),
+        bert: bert.to_path_buf(),
+        config: rsam_config(args, true)?,
+        tokenizer: args.tokenizer.clone(),
+        seed: args.seed,
+        out: args.out.clone(),
+    })?;
+    print_line(&serde_json::to_string(&report)?)
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {

@@ -67,7 +67,8 @@ pub fn build(start: &PretrainedStart) -> Result<PretrainedReport> {
         path: start.out.join("config.json"),
         reason,
     })?;
-    let wanted: HashMap<String, Vec<usize>> = crate::bench::parameter_shapes(config)?.into_iter().collect();
+    // In the order the model reads them, so that errors start with the first.
+    let wanted = crate::bench::shapes_in_build_order(|vb| RsamModel::new(config, vb))?;
 
     let sam2 = read_sam2_checkpoint(&start.sam2_checkpoint)?;
     let size_hint = infer_size(&sam2)
@@ -100,12 +101,11 @@ pub fn build(start: &PretrainedStart) -> Result<PretrainedReport> {
     let tokenizer = tokenizer_source(start, &bert_path)?;
     check_vocab(&tokenizer, config)?;
 
-    let mut fresh_names: Vec<String> = wanted
-        .keys()
+    let fresh_names: Vec<String> = wanted
+        .iter()
+        .map(|(k, _)| k.clone())
         .filter(|k| !k.starts_with(IMAGE_ENCODER_PREFIX) && !k.starts_with(bert::TEXT_ENCODER_PREFIX))
-        .cloned()
         .collect();
-    fresh_names.sort();
     let fresh = init::official_weights(config, &fresh_names, start.seed, &Device::Cpu)?;
 
     let (from_sam2, from_bert, initialised) = (image_encoder.len(), text_encoder.len(), fresh.len());
@@ -133,29 +133,25 @@ pub fn build(start: &PretrainedStart) -> Result<PretrainedReport> {
 /// error names each tensor with both shapes.
 fn check_part(
     part: &HashMap<String, Tensor>,
-    wanted: &HashMap<String, Vec<usize>>,
+    wanted: &[(String, Vec<usize>)],
     prefix: &str,
     source: &str,
     config_part: &str,
 ) -> std::result::Result<(), String> {
     let mut lines = Vec::new();
-    let mut names: Vec<&String> = wanted.keys().filter(|k| k.starts_with(prefix)).collect();
-    names.sort();
-    for name in names {
+    for (name, shape) in wanted.iter().filter(|(k, _)| k.starts_with(prefix)) {
         match part.get(name) {
             None => lines.push(format!(
-                "  {name}: missing from the {source} (the config needs {:?})",
-                wanted[name]
+                "  {name}: missing from the {source} (the config needs {shape:?})"
             )),
-            Some(t) if t.dims() != wanted[name].as_slice() => lines.push(format!(
-                "  {name}: the {source} has {:?}, the config's {config_part} needs {:?}",
-                t.dims(),
-                wanted[name]
+            Some(t) if t.dims() != shape.as_slice() => lines.push(format!(
+                "  {name}: the {source} has {:?}, the config's {config_part} needs {shape:?}",
+                t.dims()
             )),
             Some(_) => {}
         }
     }
-    let mut extra: Vec<&String> = part.keys().filter(|k| !wanted.contains_key(*k)).collect();
+    let mut extra: Vec<&String> = part.keys().filter(|k| !wanted.iter().any(|(w, _)| w == *k)).collect();
     extra.sort();
     for name in extra {
         lines.push(format!(
@@ -171,10 +167,7 @@ fn check_part(
     if more > 0 {
         lines.push(format!("  ... and {more} more"));
     }
-    Err(format!(
-        "the {source} does not match the config's {config_part}:\n{}",
-        lines.join("\n")
-    ))
+    Err(lines.join("\n"))
 }
 
 /// `--tokenizer`, else the BERT folder's `tokenizer.json` or `vocab.txt`.

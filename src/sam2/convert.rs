@@ -62,14 +62,14 @@ pub fn read_sam2_checkpoint(checkpoint: &Path) -> Result<HashMap<String, Tensor>
 
 /// Recognises a SAM 2 state dict, or says what the file holds instead.
 fn check_is_sam2(tensors: &HashMap<String, Tensor>) -> std::result::Result<(), String> {
-    if tensors.contains_key(FIRST_KEY) && tensors.contains_key(NO_MEM_EMBED) {
-        return Ok(());
-    }
     if tensors
         .keys()
         .any(|k| k.starts_with("text_encoder.") || k.starts_with("description_transformer."))
     {
         return Err("an RSAM checkpoint, not a SAM 2 one (it has a text encoder): convert it with --checkpoint".into());
+    }
+    if tensors.contains_key(FIRST_KEY) && tensors.contains_key(NO_MEM_EMBED) {
+        return Ok(());
     }
     let mut keys: Vec<&String> = tensors.keys().collect();
     keys.sort();

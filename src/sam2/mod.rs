@@ -7,6 +7,7 @@
 //! - [`network`]: image encoder + `no_mem_embed`, prompt encoder, mask decoder.
 //! - [`multimask`]: which mask tokens a prediction returns.
 //! - [`prompt`] / [`predictor`]: prompts in image pixels, `encode_image`, `decode`.
+//! - [`summary`]: a prediction as the command line's JSON.
 //! - [`convert`]: official checkpoints into model directories.
 
 pub mod config;
@@ -15,6 +16,7 @@ pub mod multimask;
 pub mod network;
 pub mod predictor;
 pub mod prompt;
+pub mod summary;
 pub mod transforms;
 
 pub use config::{Sam2Config, Sam2Version};

@@ -39,13 +39,17 @@ pub struct Sam2Network {
 }
 
 impl Sam2Network {
+    /// Reads the tensors in the order the predictor uses them (the image
+    /// encoder first), which is the order conversion errors follow.
     pub fn new(config: &Sam2Config, vb: VarBuilder) -> Result<Self> {
+        let image_encoder = ImageEncoder::new(config, vb.pp("image_encoder"))?;
+        let no_mem_embed = vb.get((1, 1, config.d_model), "no_mem_embed")?;
         let prompt_encoder = PromptEncoder::new(config, vb.pp("sam_prompt_encoder"))?;
         let dense_pe = prompt_encoder.dense_pe(vb.device(), vb.dtype())?;
         Ok(Self {
             config: config.clone(),
-            image_encoder: ImageEncoder::new(config, vb.pp("image_encoder"))?,
-            no_mem_embed: vb.get((1, 1, config.d_model), "no_mem_embed")?,
+            image_encoder,
+            no_mem_embed,
             prompt_encoder,
             mask_decoder: MaskDecoder::new(config, vb.pp("sam_mask_decoder"))?,
             dense_pe,

@@ -68,3 +68,4 @@ pub fn case_prompt(case: &serde_json::Value, expected: &HashMap<String, Tensor>)
         mask_input,
     }
 }
+pub mod torch_zip;
