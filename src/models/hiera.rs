@@ -9,7 +9,7 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
-use super::architecture::SamArchitecture;
+use crate::config::SamArchitecture;
 use crate::nn::{linear, scaled_dot_product_attention, Activation, LayerNorm, Linear, Mlp};
 
 const NORM_EPS: f64 = 1e-6;

@@ -6,8 +6,8 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv2d, VarBuilder};
 
-use super::architecture::SamArchitecture;
 use super::hiera::Hiera;
+use crate::config::SamArchitecture;
 
 /// The modified FPN of SAM 2: 1x1 lateral convs, nearest-neighbour top-down
 /// fusion on `fpn_top_down_levels`, no output convs. Positional encodings of

@@ -10,8 +10,8 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Conv2d, ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 
-use super::architecture::SamArchitecture;
 use super::transformer::TwoWayTransformer;
+use crate::config::SamArchitecture;
 use crate::nn::{gelu_erf, Activation, LayerNorm2d, Mlp};
 
 /// Logit written where the object-score head says "no object".

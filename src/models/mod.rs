@@ -1,7 +1,6 @@
 //! The RSAM network, one file per component, `VarBuilder` prefixes
 //! mirroring the official checkpoint's key names.
 
-pub mod architecture;
 pub mod bert;
 pub mod hiera;
 pub mod image_encoder;

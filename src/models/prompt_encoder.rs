@@ -6,7 +6,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, VarBuilder};
 
-use super::architecture::SamArchitecture;
+use crate::config::SamArchitecture;
 use crate::nn::{at_least_f32, gelu_erf, LayerNorm2d};
 
 /// Label of the padding point (`not_a_point_embed`).

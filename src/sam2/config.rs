@@ -14,9 +14,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{HieraConfig, HieraSize};
+use crate::config::{validate_architecture, HieraConfig, HieraSize, SamArchitecture};
 use crate::model_kind::ModelKind;
-use crate::models::architecture::{validate_architecture, SamArchitecture};
 use crate::{Result, RsamError};
 
 /// SAM 2 (July 2024) or SAM 2.1 (September 2024). The image predictor is the
