@@ -95,42 +95,50 @@ pub fn detect_version(tensors: &HashMap<String, Tensor>) -> Sam2Version {
     }
 }
 
+/// One official size's image predictor: its tensors' shapes, and their names
+/// in the order the network reads them.
+#[derive(Clone)]
+struct Candidate {
+    size: HieraSize,
+    shapes: BTreeMap<String, Vec<usize>>,
+    order: Vec<String>,
+}
+
+impl Candidate {
+    fn of(size: HieraSize) -> std::result::Result<Self, String> {
+        let config = Sam2Config::preset(size, Sam2Version::Sam2_1);
+        let ordered = crate::bench::shapes_in_build_order(|vb| Sam2Network::new(&config, vb))
+            .map_err(|e| format!("cannot list the {size:?} architecture: {e}"))?;
+        Ok(Self {
+            size,
+            order: ordered.iter().map(|(k, _)| k.clone()).collect(),
+            shapes: ordered.into_iter().collect(),
+        })
+    }
+
+    /// What this size expects at `key`, for messages.
+    fn describe(&self, key: &str) -> String {
+        match self.shapes.get(key) {
+            Some(shape) => format!("{} {shape:?}", size_name(self.size)),
+            None => format!("{} no such tensor", size_name(self.size)),
+        }
+    }
+}
+
 /// The official size whose image predictor has exactly the checkpoint's
 /// predictor tensors. The error names the first tensor (in the order the
 /// network reads them) that no remaining size accepts, with its shape and
 /// what each of those sizes expects there.
 pub fn infer_size(tensors: &HashMap<String, Tensor>) -> std::result::Result<HieraSize, String> {
-    let mut alive: Vec<(HieraSize, BTreeMap<String, Vec<usize>>, Vec<String>)> = Vec::new();
-    for size in HieraSize::ALL {
-        let config = Sam2Config::preset(size, Sam2Version::Sam2_1);
-        let ordered = crate::bench::shapes_in_build_order(|vb| Sam2Network::new(&config, vb))
-            .map_err(|e| format!("cannot list the {size:?} architecture: {e}"))?;
-        let order = ordered.iter().map(|(k, _)| k.clone()).collect();
-        alive.push((size, ordered.into_iter().collect(), order));
-    }
-    // Keys in the order the networks read them, the smallest size's first,
-    // then the checkpoint's own predictor keys that no size reads.
-    let mut order: Vec<String> = Vec::new();
-    for (_, _, keys) in &alive {
-        for k in keys {
-            if !order.contains(k) {
-                order.push(k.clone());
-            }
-        }
-    }
-    let mut extra: Vec<String> = tensors
-        .keys()
-        .filter(|k| is_predictor_key(k) && !order.contains(*k))
-        .cloned()
-        .collect();
-    extra.sort();
-    order.extend(extra);
-
-    for key in &order {
+    let mut alive = HieraSize::ALL
+        .into_iter()
+        .map(Candidate::of)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    for key in &keys_to_check(&alive, tensors) {
         let have = tensors.get(key).map(|t| t.dims().to_vec());
-        let fits: Vec<_> = alive
+        let fits: Vec<Candidate> = alive
             .iter()
-            .filter(|(_, expected, _)| expected.get(key) == have.as_ref())
+            .filter(|c| c.shapes.get(key) == have.as_ref())
             .cloned()
             .collect();
         if fits.is_empty() {
@@ -138,13 +146,7 @@ pub fn infer_size(tensors: &HashMap<String, Tensor>) -> std::result::Result<Hier
                 Some(shape) => format!("has shape {shape:?}"),
                 None => "is missing".to_string(),
             };
-            let wanted: Vec<String> = alive
-                .iter()
-                .map(|(size, expected, _)| match expected.get(key) {
-                    Some(shape) => format!("{} {shape:?}", size_name(*size)),
-                    None => format!("{} no such tensor", size_name(*size)),
-                })
-                .collect();
+            let wanted: Vec<String> = alive.iter().map(|c| c.describe(key)).collect();
             return Err(format!(
                 "the checkpoint fits no SAM 2 size: {key} {found} (expected: {}); give --config with its architecture",
                 wanted.join(", ")
@@ -152,7 +154,27 @@ pub fn infer_size(tensors: &HashMap<String, Tensor>) -> std::result::Result<Hier
         }
         alive = fits;
     }
-    Ok(alive[0].0)
+    Ok(alive[0].size)
+}
+
+/// Keys in the order the networks read them, the smallest size's first,
+/// then the checkpoint's own predictor keys that no size reads.
+fn keys_to_check(candidates: &[Candidate], tensors: &HashMap<String, Tensor>) -> Vec<String> {
+    let mut order: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for key in candidates.iter().flat_map(|c| &c.order) {
+        if seen.insert(key.clone()) {
+            order.push(key.clone());
+        }
+    }
+    let mut extra: Vec<String> = tensors
+        .keys()
+        .filter(|k| is_predictor_key(k) && !seen.contains(*k))
+        .cloned()
+        .collect();
+    extra.sort();
+    order.extend(extra);
+    order
 }
 
 fn size_name(size: HieraSize) -> &'static str {
