@@ -109,6 +109,8 @@ mod tests {
         ] {
             assert_eq!(rule(name), Init::Normal(1.0), "{name}");
         }
-        assert_eq!(rule("text_proj.bias"), Init::Uniform(1.0 / 64f64.sqrt()));
+        // text_proj: BERT width 32 -> d 32.
+        assert_eq!(s["text_proj.weight"], vec![32, 32]);
+        assert_eq!(rule("text_proj.bias"), Init::Uniform(1.0 / 32f64.sqrt()));
     }
 }
