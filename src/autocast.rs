@@ -84,9 +84,15 @@ pub fn bf16_linear(in_dim: usize, out_dim: usize, vb: &VarBuilder) -> Option<can
 /// converts those tensors one at a time, so that no f32 copy of them is
 /// ever whole in memory.
 pub fn bf16_tensor_names(config: &RsamConfig) -> Result<HashSet<String>> {
+    bf16_tensor_names_of(|vb| RsamModel::new(config, vb))
+}
+
+/// [`bf16_tensor_names`] for any network: `build` constructs it over the
+/// given `VarBuilder`.
+pub fn bf16_tensor_names_of<T>(build: impl FnOnce(VarBuilder) -> candle_core::Result<T>) -> Result<HashSet<String>> {
     let recorder = DtypeRecorder::default();
     let vb = VarBuilder::from_backend(Box::new(recorder.clone()), DType::F32, Device::Cpu);
-    with_bf16_products(|| RsamModel::new(config, vb))?;
+    with_bf16_products(|| build(vb))?;
     let names = recorder.bf16.lock().expect("dtype recorder lock").clone();
     Ok(names)
 }

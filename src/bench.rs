@@ -21,12 +21,21 @@ use crate::Result;
 /// learned by building the model over a backend that hands out zero-stride
 /// (unallocated) tensors.
 pub fn parameter_shapes(config: &RsamConfig) -> Result<Vec<(String, Vec<usize>)>> {
-    let recorder = std::sync::Arc::new(ShapeRecorder::default());
-    let vb = VarBuilder::from_backend(Box::new(SharedRecorder(recorder.clone())), DType::F32, Device::Cpu);
-    RsamModel::new(config, vb)?;
-    let mut shapes = recorder.shapes.lock().expect("shape recorder lock").clone();
+    let mut shapes = shapes_in_build_order(|vb| RsamModel::new(config, vb))?;
     shapes.sort();
     shapes.dedup();
+    Ok(shapes)
+}
+
+/// Names and shapes of every tensor `build` asks its VarBuilder for, in the
+/// order it asks.
+pub fn shapes_in_build_order<T>(
+    build: impl FnOnce(VarBuilder) -> candle_core::Result<T>,
+) -> Result<Vec<(String, Vec<usize>)>> {
+    let recorder = std::sync::Arc::new(ShapeRecorder::default());
+    let vb = VarBuilder::from_backend(Box::new(SharedRecorder(recorder.clone())), DType::F32, Device::Cpu);
+    build(vb)?;
+    let shapes = recorder.shapes.lock().expect("shape recorder lock").clone();
     Ok(shapes)
 }
 

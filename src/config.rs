@@ -6,6 +6,10 @@
 //! 16, a sigmoid IoU head, an MLP object-score head, high-resolution features)
 //! is kept as optional keys with the official defaults so that a config
 //! written by us or by hand reads the same.
+//!
+//! Also here: the four SAM 2 image encoder sizes ([`HieraSize`]) behind the
+//! presets, and [`SamArchitecture`], the view of a config that the SAM parts
+//! of the network read (RSAM and SAM 2 configs both give it).
 
 use std::path::Path;
 
@@ -166,6 +170,7 @@ impl RsamConfig {
             path: path.to_path_buf(),
             reason: format!("cannot read: {e}"),
         })?;
+        crate::model_kind::ModelKind::expect_in(&text, crate::model_kind::ModelKind::Rsam, path)?;
         let config: RsamConfig = serde_json::from_str(&text).map_err(|e| RsamError::Config {
             path: path.to_path_buf(),
             reason: format!("invalid JSON or schema: {e}"),
@@ -180,60 +185,7 @@ impl RsamConfig {
     /// Checks the relations the architecture needs, so that a bad config is a
     /// clear error instead of a shape mismatch deep inside a forward pass.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        let h = &self.hiera;
-        if self.image_size == 0 || !self.image_size.is_multiple_of(BACKBONE_STRIDE) {
-            return Err(format!(
-                "image_size {} must be a positive multiple of {BACKBONE_STRIDE}",
-                self.image_size
-            ));
-        }
-        if h.stages.len() != h.window_spec.len() {
-            return Err(format!(
-                "hiera.stages has {} entries but hiera.window_spec has {}",
-                h.stages.len(),
-                h.window_spec.len()
-            ));
-        }
-        if h.stages.len() != 4 {
-            return Err(format!("hiera.stages must have 4 stages, got {}", h.stages.len()));
-        }
-        if h.stages.contains(&0) {
-            return Err("every hiera stage needs at least one block".into());
-        }
-        if h.q_pool > h.stages.len() - 1 {
-            return Err(format!(
-                "hiera.q_pool {} exceeds the number of stage transitions",
-                h.q_pool
-            ));
-        }
-        if h.window_spec[0] == 0 {
-            return Err("hiera.window_spec[0] must be positive (it sizes pos_embed_window)".into());
-        }
-        if h.num_heads == 0 || !h.embed_dim.is_multiple_of(h.num_heads) {
-            return Err(format!(
-                "hiera.embed_dim {} must be divisible by hiera.num_heads {}",
-                h.embed_dim, h.num_heads
-            ));
-        }
-        let patch_grid = self.image_size / 4;
-        if !patch_grid.is_multiple_of(h.window_spec[0]) {
-            return Err(format!(
-                "the patch grid ({patch_grid}) must be a multiple of hiera.window_spec[0] ({})",
-                h.window_spec[0]
-            ));
-        }
-        if !self.d_model.is_multiple_of(8) {
-            return Err(format!("d_model {} must be divisible by 8", self.d_model));
-        }
-        if !self.d_model.is_multiple_of(self.transformer_num_heads) {
-            return Err(format!(
-                "d_model {} must be divisible by transformer_num_heads {}",
-                self.d_model, self.transformer_num_heads
-            ));
-        }
-        if !(self.d_model / 2).is_multiple_of(self.transformer_num_heads) {
-            return Err("d_model / 2 must be divisible by transformer_num_heads".into());
-        }
+        validate_architecture(self)?;
         let b = &self.bert;
         if b.num_attention_heads == 0 || !b.hidden_size.is_multiple_of(b.num_attention_heads) {
             return Err(format!(
@@ -247,26 +199,12 @@ impl RsamConfig {
                 b.hidden_act
             ));
         }
-        if self.scalp >= self.hiera.stages.len() - 2 {
-            return Err(format!("scalp {} leaves too few FPN levels", self.scalp));
-        }
-        if !self.mask_in_chans.is_multiple_of(4) || self.mask_in_chans == 0 {
-            return Err("mask_in_chans must be a positive multiple of 4".into());
-        }
         Ok(())
     }
 
     /// Channels of each Hiera stage output, highest resolution first.
     pub fn stage_dims(&self) -> Vec<usize> {
-        let mut dims = Vec::with_capacity(self.hiera.stages.len());
-        let mut dim = self.hiera.embed_dim as f64;
-        for i in 0..self.hiera.stages.len() {
-            if i > 0 {
-                dim *= self.hiera.dim_mul;
-            }
-            dims.push(dim as usize);
-        }
-        dims
+        hiera_stage_dims(&self.hiera)
     }
 
     /// Side of the stride-16 image embedding.
@@ -290,14 +228,19 @@ impl RsamConfig {
     }
 
     fn base_plus(image_size: usize, name: &str) -> Self {
+        Self::with_hiera_size(HieraSize::BasePlus, image_size, name)
+    }
+
+    /// The released RSAM configuration (BERT base, d = 256, 2 TWGT layers)
+    /// on another SAM 2 image encoder size, so that training can start from
+    /// any of the official SAM 2 / 2.1 checkpoints.
+    pub fn with_hiera_size(size: HieraSize, image_size: usize, name: &str) -> Self {
         let json = serde_json::json!({
             "name": name,
             "image_size": image_size,
             "d_model": 256,
             "num_twgt": 2,
-            "hiera": {"embed_dim": 112, "num_heads": 2, "stages": [2, 3, 16, 3],
-                      "window_spec": [8, 4, 14, 7], "global_att_blocks": [12, 16, 20],
-                      "window_pos_embed_bkg_spatial_size": [14, 14]},
+            "hiera": size.hiera(),
             "bert": {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12,
                      "num_attention_heads": 12, "intermediate_size": 3072, "hidden_act": "gelu",
                      "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
@@ -335,12 +278,252 @@ impl RsamConfig {
         serde_json::from_value(json).expect("preset config is valid")
     }
 
-    /// A preset by name: `base-plus-800` or `base-plus-1024`.
+    /// A preset by name: `SIZE-800` or `SIZE-1024` with SIZE one of
+    /// `tiny`, `small`, `base-plus` (`b+`), `large`: the released
+    /// configuration on that SAM 2 image encoder at that input size.
     pub fn preset(name: &str) -> Option<Self> {
+        let (size, pixels) = name.rsplit_once('-')?;
+        let image_size = match pixels {
+            "800" => 800,
+            "1024" => 1024,
+            _ => return None,
+        };
+        let size = HieraSize::from_name(size)?;
+        Some(Self::with_hiera_size(
+            size,
+            image_size,
+            &format!("rsam-{}-{image_size}", size.short_name()),
+        ))
+    }
+
+    /// Names [`Self::preset`] knows, for messages.
+    pub const PRESET_NAMES: &'static str =
+        "tiny-800, tiny-1024, small-800, small-1024, base-plus-800, base-plus-1024, large-800, large-1024";
+}
+
+/// The four Hiera image encoders of SAM 2 and SAM 2.1 (the same in both:
+/// the `sam2/` and `sam2.1/` configs differ only in video-only modules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HieraSize {
+    Tiny,
+    Small,
+    BasePlus,
+    Large,
+}
+
+impl HieraSize {
+    pub const ALL: [HieraSize; 4] = [HieraSize::Tiny, HieraSize::Small, HieraSize::BasePlus, HieraSize::Large];
+
+    /// `tiny`, `small`, `base-plus` (or `b+`), `large` (or `t`, `s`, `l`).
+    pub fn from_name(name: &str) -> Option<Self> {
         match name {
-            "base-plus-800" | "b+-800" => Some(Self::base_plus_800()),
-            "base-plus-1024" | "b+-1024" => Some(Self::base_plus_1024()),
+            "tiny" | "t" => Some(Self::Tiny),
+            "small" | "s" => Some(Self::Small),
+            "base-plus" | "base_plus" | "b+" => Some(Self::BasePlus),
+            "large" | "l" => Some(Self::Large),
             _ => None,
         }
+    }
+
+    /// The official checkpoint files' spelling: `tiny`, `small`, `base_plus`, `large`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::Tiny => "tiny",
+            Self::Small => "small",
+            Self::BasePlus => "base_plus",
+            Self::Large => "large",
+        }
+    }
+
+    /// `t`, `s`, `b+`, `l`, as the official config files name them.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Tiny => "t",
+            Self::Small => "s",
+            Self::BasePlus => "b+",
+            Self::Large => "l",
+        }
+    }
+
+    /// The trunk of `configs/sam2.1/sam2.1_hiera_{t,s,b+,l}.yaml` (Hiera's
+    /// defaults where a config leaves a value out).
+    pub fn hiera(self) -> HieraConfig {
+        let (embed_dim, num_heads, stages, global_att_blocks, bkg, window_spec) = match self {
+            Self::Tiny => (96, 1, vec![1, 2, 7, 2], vec![5, 7, 9], [7, 7], vec![8, 4, 14, 7]),
+            Self::Small => (96, 1, vec![1, 2, 11, 2], vec![7, 10, 13], [7, 7], vec![8, 4, 14, 7]),
+            Self::BasePlus => (112, 2, vec![2, 3, 16, 3], vec![12, 16, 20], [14, 14], vec![8, 4, 14, 7]),
+            Self::Large => (144, 2, vec![2, 6, 36, 4], vec![23, 33, 43], [7, 7], vec![8, 4, 16, 8]),
+        };
+        HieraConfig {
+            embed_dim,
+            num_heads,
+            stages,
+            window_spec,
+            global_att_blocks,
+            window_pos_embed_bkg_spatial_size: bkg,
+            q_pool: default_q_pool(),
+            q_stride: default_q_stride(),
+            dim_mul: default_mul(),
+            head_mul: default_mul(),
+            mlp_ratio: default_mlp_ratio(),
+        }
+    }
+}
+
+/// The hyperparameters that SAM 2's image encoder, prompt encoder and mask
+/// decoder read. RSAM and SAM 2 model directories have different configs
+/// (RSAM adds BERT and the TWGM, SAM 2 its multimask choice); both give
+/// these parts the same view through this trait.
+pub trait SamArchitecture {
+    /// Square input size S.
+    fn image_size(&self) -> usize;
+    /// Prompt / mask decoder / FPN width.
+    fn d_model(&self) -> usize;
+    fn hiera(&self) -> &HieraConfig;
+    fn fpn_top_down_levels(&self) -> &[usize];
+    /// How many of the lowest-resolution FPN levels are dropped.
+    fn scalp(&self) -> usize;
+    fn mask_in_chans(&self) -> usize;
+    fn transformer_num_heads(&self) -> usize;
+    fn transformer_mlp_dim(&self) -> usize;
+    fn iou_head_hidden_dim(&self) -> usize;
+    fn iou_head_depth(&self) -> usize;
+    fn iou_prediction_use_sigmoid(&self) -> bool;
+    fn pred_obj_scores_mlp(&self) -> bool;
+    /// Positions of RSAM's learned text positional embedding
+    /// (`sam_prompt_encoder.description_pe`); `None` for a model without text.
+    fn text_positions(&self) -> Option<usize>;
+
+    /// Channels of each Hiera stage output, highest resolution first.
+    fn stage_dims(&self) -> Vec<usize> {
+        hiera_stage_dims(self.hiera())
+    }
+
+    /// Side of the stride-16 image embedding.
+    fn embedding_size(&self) -> usize {
+        self.image_size() / BACKBONE_STRIDE
+    }
+}
+
+/// Checks the relations the image encoder, prompt encoder and mask decoder
+/// need, so that a bad config is a clear error instead of a shape mismatch
+/// deep inside a forward pass.
+pub fn validate_architecture(cfg: &impl SamArchitecture) -> std::result::Result<(), String> {
+    let h = cfg.hiera();
+    let image_size = cfg.image_size();
+    if image_size == 0 || !image_size.is_multiple_of(BACKBONE_STRIDE) {
+        return Err(format!(
+            "image_size {image_size} must be a positive multiple of {BACKBONE_STRIDE}"
+        ));
+    }
+    if h.stages.len() != h.window_spec.len() {
+        return Err(format!(
+            "hiera.stages has {} entries but hiera.window_spec has {}",
+            h.stages.len(),
+            h.window_spec.len()
+        ));
+    }
+    if h.stages.len() != 4 {
+        return Err(format!("hiera.stages must have 4 stages, got {}", h.stages.len()));
+    }
+    if h.stages.contains(&0) {
+        return Err("every hiera stage needs at least one block".into());
+    }
+    if h.q_pool > h.stages.len() - 1 {
+        return Err(format!(
+            "hiera.q_pool {} exceeds the number of stage transitions",
+            h.q_pool
+        ));
+    }
+    if h.window_spec[0] == 0 {
+        return Err("hiera.window_spec[0] must be positive (it sizes pos_embed_window)".into());
+    }
+    if h.num_heads == 0 || !h.embed_dim.is_multiple_of(h.num_heads) {
+        return Err(format!(
+            "hiera.embed_dim {} must be divisible by hiera.num_heads {}",
+            h.embed_dim, h.num_heads
+        ));
+    }
+    let patch_grid = image_size / 4;
+    if !patch_grid.is_multiple_of(h.window_spec[0]) {
+        return Err(format!(
+            "the patch grid ({patch_grid}) must be a multiple of hiera.window_spec[0] ({})",
+            h.window_spec[0]
+        ));
+    }
+    let (d, heads) = (cfg.d_model(), cfg.transformer_num_heads());
+    if !d.is_multiple_of(8) {
+        return Err(format!("d_model {d} must be divisible by 8"));
+    }
+    if heads == 0 || !d.is_multiple_of(heads) {
+        return Err(format!(
+            "d_model {d} must be divisible by transformer_num_heads {heads}"
+        ));
+    }
+    if !(d / 2).is_multiple_of(heads) {
+        return Err("d_model / 2 must be divisible by transformer_num_heads".into());
+    }
+    if cfg.scalp() >= h.stages.len() - 2 {
+        return Err(format!("scalp {} leaves too few FPN levels", cfg.scalp()));
+    }
+    if !cfg.mask_in_chans().is_multiple_of(4) || cfg.mask_in_chans() == 0 {
+        return Err("mask_in_chans must be a positive multiple of 4".into());
+    }
+    Ok(())
+}
+
+/// Channels of each Hiera stage output, highest resolution first.
+pub fn hiera_stage_dims(hiera: &HieraConfig) -> Vec<usize> {
+    let mut dims = Vec::with_capacity(hiera.stages.len());
+    let mut dim = hiera.embed_dim as f64;
+    for i in 0..hiera.stages.len() {
+        if i > 0 {
+            dim *= hiera.dim_mul;
+        }
+        dims.push(dim as usize);
+    }
+    dims
+}
+
+impl SamArchitecture for RsamConfig {
+    fn image_size(&self) -> usize {
+        self.image_size
+    }
+    fn d_model(&self) -> usize {
+        self.d_model
+    }
+    fn hiera(&self) -> &HieraConfig {
+        &self.hiera
+    }
+    fn fpn_top_down_levels(&self) -> &[usize] {
+        &self.fpn_top_down_levels
+    }
+    fn scalp(&self) -> usize {
+        self.scalp
+    }
+    fn mask_in_chans(&self) -> usize {
+        self.mask_in_chans
+    }
+    fn transformer_num_heads(&self) -> usize {
+        self.transformer_num_heads
+    }
+    fn transformer_mlp_dim(&self) -> usize {
+        self.transformer_mlp_dim
+    }
+    fn iou_head_hidden_dim(&self) -> usize {
+        self.iou_head_hidden_dim
+    }
+    fn iou_head_depth(&self) -> usize {
+        self.iou_head_depth
+    }
+    fn iou_prediction_use_sigmoid(&self) -> bool {
+        self.iou_prediction_use_sigmoid
+    }
+    fn pred_obj_scores_mlp(&self) -> bool {
+        self.pred_obj_scores_mlp
+    }
+    fn text_positions(&self) -> Option<usize> {
+        Some(self.max_text_positions)
     }
 }

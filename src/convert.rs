@@ -61,7 +61,7 @@ pub fn convert_checkpoint(
 }
 
 /// Copies `tokenizer.json` and/or `vocab.txt` from a file or a folder.
-fn copy_tokenizer(source: &Path, out: &Path) -> Result<()> {
+pub(crate) fn copy_tokenizer(source: &Path, out: &Path) -> Result<()> {
     let candidates: Vec<std::path::PathBuf> = if source.is_dir() {
         ["tokenizer.json", "vocab.txt"]
             .iter()

@@ -41,6 +41,10 @@ pub enum RsamError {
     #[error("mask input: {0}")]
     MaskInput(String),
 
+    /// A sentence sent to a model that takes none (a SAM 2 model).
+    #[error("text prompts are not supported: {0}")]
+    TextNotSupported(String),
+
     #[error("device: {0}")]
     Device(String),
 

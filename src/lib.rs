@@ -3,6 +3,8 @@
 //!
 //! - [`predictor::Rsam`]: the image predictor: load a model directory,
 //!   `encode_image`, `check_prompt`, `decode`.
+//! - [`sam2::Sam2Predictor`]: SAM 2 / 2.1 models (clicks, boxes, mask prompts);
+//!   [`pretrained`]: RSAM initialised from SAM 2 + BERT as the official training does.
 //! - [`models`]: the network, one file per component; [`kernels`]: the CPU
 //!   kernels Candle lacks; [`nn`]: the building blocks choosing between them.
 //! - [`server`]: the HTTP service; [`cli`]: the command line;
@@ -18,13 +20,17 @@ pub mod convert;
 pub mod error;
 pub mod eval;
 pub mod kernels;
+pub mod loaded_model;
 pub mod mask;
+pub mod model_kind;
 pub mod models;
 pub mod nn;
 pub mod npy;
 pub mod predictor;
 pub mod preprocess;
+pub mod pretrained;
 pub mod risors;
+pub mod sam2;
 pub mod server;
 pub mod synth;
 pub mod tokenizer;

@@ -28,7 +28,7 @@ pub enum Command {
     Segment(args::SegmentArgs),
     /// Print a model directory's config, parameter counts and ignored keys.
     Inspect(args::InspectArgs),
-    /// Turn an official training checkpoint into a model directory.
+    /// Turn an official RSAM or SAM 2 checkpoint (or SAM 2 + BERT) into a model directory.
     Convert(args::ConvertArgs),
     /// Measure encode / decode latency and memory with random weights.
     Bench(args::BenchArgs),

@@ -9,7 +9,7 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
 
-use crate::config::RsamConfig;
+use crate::config::SamArchitecture;
 use crate::nn::{linear, scaled_dot_product_attention_with, Activation, LayerNorm, Linear, Mlp};
 
 const NORM_EPS: f64 = 1e-6;
@@ -215,8 +215,8 @@ impl PosEmbed {
 }
 
 impl Hiera {
-    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
-        let h = &cfg.hiera;
+    pub fn new(cfg: &impl SamArchitecture, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hiera();
         let conv_cfg = Conv2dConfig {
             padding: 3,
             stride: 4,
@@ -227,7 +227,7 @@ impl Hiera {
         let pos_bkg = vb.get((1, h.embed_dim, bh, bw), "pos_embed")?;
         let ws0 = h.window_spec[0];
         let pos_window = vb.get((1, h.embed_dim, ws0, ws0), "pos_embed_window")?;
-        let grid = cfg.image_size / 4;
+        let grid = cfg.image_size() / 4;
         let pos_embed = if pos_bkg.track_op() || pos_window.track_op() {
             PosEmbed::Trainable {
                 bkg: pos_bkg,

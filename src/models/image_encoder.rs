@@ -7,7 +7,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::hiera::Hiera;
-use crate::config::RsamConfig;
+use crate::config::SamArchitecture;
 use crate::models::pointwise_conv::{pointwise_conv, PointwiseConv};
 
 /// The modified FPN of SAM 2: 1x1 lateral convs, nearest-neighbour top-down
@@ -22,17 +22,17 @@ pub struct FpnNeck {
 }
 
 impl FpnNeck {
-    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &impl SamArchitecture, vb: VarBuilder) -> Result<Self> {
         // backbone_channel_list is the trunk's stage widths, lowest resolution first.
         let channels: Vec<usize> = cfg.stage_dims().into_iter().rev().collect();
         let convs = channels
             .iter()
             .enumerate()
-            .map(|(j, &dim)| pointwise_conv(dim, cfg.d_model, vb.pp(format!("convs.{j}.conv"))))
+            .map(|(j, &dim)| pointwise_conv(dim, cfg.d_model(), vb.pp(format!("convs.{j}.conv"))))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             convs,
-            top_down_levels: cfg.fpn_top_down_levels.clone(),
+            top_down_levels: cfg.fpn_top_down_levels().to_vec(),
         })
     }
 
@@ -101,11 +101,11 @@ pub struct ImageEncoder {
 }
 
 impl ImageEncoder {
-    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &impl SamArchitecture, vb: VarBuilder) -> Result<Self> {
         Ok(Self {
             trunk: Hiera::new(cfg, vb.pp("trunk"))?,
             neck: FpnNeck::new(cfg, vb.pp("neck"))?,
-            scalp: cfg.scalp,
+            scalp: cfg.scalp(),
         })
     }
 

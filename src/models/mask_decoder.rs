@@ -1,20 +1,24 @@
 //! SAM 2's mask decoder with RSAM's text token (`sam_mask_decoder.*`).
 //!
-//! Single-mask output (token 0), sigmoid IoU head, MLP object-score head, and
-//! high-resolution skip features, as the released configuration sets them.
-//! RSAM adds the TWGM's global text token to every mask token.
+//! Sigmoid IoU head, MLP object-score head, and high-resolution skip
+//! features, as the released configurations set them. RSAM evaluates the
+//! single-mask token only, adds the TWGM's global text token to every mask
+//! token and gates the logits by the object score ([`MaskDecoder::forward`]);
+//! SAM 2's image predictor evaluates all four mask tokens, without text and
+//! without gating ([`MaskDecoder::forward_all_masks`]).
 
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
 
 use super::transformer::TwoWayTransformer;
-use crate::config::RsamConfig;
+use crate::config::SamArchitecture;
 use crate::models::pointwise_conv::{pointwise_conv, PointwiseConv};
 use crate::nn::{gelu_erf, Activation, LayerNorm2d, Mlp};
 
 /// Logit written where the object-score head says "no object".
 pub const NO_OBJ_SCORE: f64 = -1024.0;
-const NUM_MASK_TOKENS: usize = 4;
+/// The single-mask token plus SAM's three multimask tokens.
+pub const NUM_MASK_TOKENS: usize = 4;
 
 #[derive(Debug, Clone)]
 pub struct MaskDecoder {
@@ -28,11 +32,38 @@ pub struct MaskDecoder {
     upscale_conv2: ConvTranspose2d,
     pub conv_s0: PointwiseConv,
     pub conv_s1: PointwiseConv,
-    /// Only the single-mask hypernetwork (token 0) is evaluated; the three
-    /// multimask ones are loaded (they are part of the checkpoint) but unused.
+    /// One per mask token: RSAM evaluates token 0's only, SAM 2 all four.
     hypernetwork_mlps: Vec<Mlp>,
     iou_prediction_head: Mlp,
     pred_obj_score_head: Mlp,
+}
+
+/// What SAM 2's image predictor takes from the decoder for a batch of prompts.
+#[derive(Debug, Clone)]
+pub struct AllMasks {
+    /// B x 4 x 4h x 4w logits of the four mask tokens (not gated).
+    pub masks: Tensor,
+    /// B x 4 predicted IoUs.
+    pub iou: Tensor,
+    /// B x 1 object-presence logit.
+    pub object_score_logits: Tensor,
+}
+
+/// Which mask tokens get a mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MaskTokens {
+    SingleMask,
+    All,
+}
+
+/// The heads' outputs before any selection or gating.
+struct Heads {
+    /// B x M x 4h x 4w, M = 1 or 4 (see [`MaskTokens`]).
+    masks: Tensor,
+    /// B x 4.
+    iou: Tensor,
+    /// B x 1.
+    object_score_logits: Tensor,
 }
 
 /// Mask decoder output for a batch of prompts.
@@ -47,8 +78,8 @@ pub struct DecoderOutput {
 }
 
 impl MaskDecoder {
-    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
-        let d = cfg.d_model;
+    pub fn new(cfg: &impl SamArchitecture, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model();
         let output_tokens = [
             vb.get((1, d), "obj_score_token.weight")?,
             vb.get((1, d), "iou_token.weight")?,
@@ -71,13 +102,13 @@ impl MaskDecoder {
                 )
             })
             .collect::<Result<Vec<_>>>()?;
-        let obj_head_layers = if cfg.pred_obj_scores_mlp { 3 } else { 1 };
+        let obj_head_layers = if cfg.pred_obj_scores_mlp() { 3 } else { 1 };
         Ok(Self {
             transformer: TwoWayTransformer::new(
                 2,
                 d,
-                cfg.transformer_num_heads,
-                cfg.transformer_mlp_dim,
+                cfg.transformer_num_heads(),
+                cfg.transformer_mlp_dim(),
                 vb.pp("transformer"),
             )?,
             output_tokens,
@@ -89,14 +120,14 @@ impl MaskDecoder {
             hypernetwork_mlps,
             iou_prediction_head: Mlp::new(
                 d,
-                cfg.iou_head_hidden_dim,
+                cfg.iou_head_hidden_dim(),
                 NUM_MASK_TOKENS,
-                cfg.iou_head_depth,
+                cfg.iou_head_depth(),
                 Activation::Relu,
-                cfg.iou_prediction_use_sigmoid,
+                cfg.iou_prediction_use_sigmoid(),
                 vb.pp("iou_prediction_head"),
             )?,
-            pred_obj_score_head: if cfg.pred_obj_scores_mlp {
+            pred_obj_score_head: if cfg.pred_obj_scores_mlp() {
                 Mlp::new(
                     d,
                     d,
@@ -113,6 +144,8 @@ impl MaskDecoder {
         })
     }
 
+    /// RSAM's decoder: the single-mask token's logits after object gating.
+    ///
     /// `image_embed`: B x d x h x w (per prompt), `image_pe`: 1 x d x h x w,
     /// `sparse`: B x N x d, `dense`: B x d x h x w, `text_token`: B x 1 x d
     /// (zeros without text), `high_res`: (s0 B x d/8 x 4h x 4w, s1 B x d/4 x
@@ -129,17 +162,96 @@ impl MaskDecoder {
         high_res_s1: &Tensor,
         sparse_mask: Option<&Tensor>,
     ) -> Result<DecoderOutput> {
-        let (b, n_sparse, d) = sparse.dims3()?;
+        let heads = self.predict(
+            image_embed,
+            image_pe,
+            Some(sparse),
+            dense,
+            Some(text_token),
+            (high_res_s0, high_res_s1),
+            sparse_mask,
+            MaskTokens::SingleMask,
+        )?;
+        let masks = heads.masks;
+        let b = masks.dim(0)?;
+        let iou = heads.iou.narrow(D::Minus1, 0, 1)?;
+        let object_score_logits = heads.object_score_logits;
+        // Object gating: where no object is predicted, every logit is -1024.
+        let present = object_score_logits
+            .gt(0.0)?
+            .reshape((b, 1, 1, 1))?
+            .broadcast_as(masks.shape())?;
+        let low_res_logits = present.where_cond(&masks, &(masks.ones_like()? * NO_OBJ_SCORE)?)?;
+        Ok(DecoderOutput {
+            low_res_logits,
+            iou,
+            object_score_logits,
+        })
+    }
+
+    /// SAM 2's `MaskDecoder.predict_masks`: the logits and IoUs of all four
+    /// mask tokens, no text, no gating (the image predictor applies none).
+    /// `sparse` is `None` when no prompt has points (no sparse tokens at
+    /// all); other arguments as in [`Self::forward`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_all_masks(
+        &self,
+        image_embed: &Tensor,
+        image_pe: &Tensor,
+        sparse: Option<&Tensor>,
+        dense: &Tensor,
+        high_res_s0: &Tensor,
+        high_res_s1: &Tensor,
+        sparse_mask: Option<&Tensor>,
+    ) -> Result<AllMasks> {
+        let heads = self.predict(
+            image_embed,
+            image_pe,
+            sparse,
+            dense,
+            None,
+            (high_res_s0, high_res_s1),
+            sparse_mask,
+            MaskTokens::All,
+        )?;
+        Ok(AllMasks {
+            masks: heads.masks,
+            iou: heads.iou,
+            object_score_logits: heads.object_score_logits,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn predict(
+        &self,
+        image_embed: &Tensor,
+        image_pe: &Tensor,
+        sparse: Option<&Tensor>,
+        dense: &Tensor,
+        text_token: Option<&Tensor>,
+        (high_res_s0, high_res_s1): (&Tensor, &Tensor),
+        sparse_mask: Option<&Tensor>,
+        which: MaskTokens,
+    ) -> Result<Heads> {
+        let (b, _, _, _) = dense.dims4()?;
         let output_tokens = Tensor::cat(&self.output_tokens, 0)?;
-        let n_out = output_tokens.dim(0)?;
+        let (n_out, d) = output_tokens.dims2()?;
         let output_tokens = output_tokens
-            .to_dtype(sparse.dtype())?
+            .to_dtype(dense.dtype())?
             .unsqueeze(0)?
             .broadcast_as((b, n_out, d))?;
-        // The text token is added to the four mask tokens (rows 2..6).
+        // RSAM adds the text token to the four mask tokens (rows 2..6).
         let head = output_tokens.narrow(1, 0, 2)?;
-        let mask_tokens = output_tokens.narrow(1, 2, NUM_MASK_TOKENS)?.broadcast_add(text_token)?;
-        let tokens = Tensor::cat(&[&head, &mask_tokens, sparse], 1)?.contiguous()?;
+        let mask_tokens = output_tokens.narrow(1, 2, NUM_MASK_TOKENS)?;
+        let mask_tokens = match text_token {
+            Some(text) => mask_tokens.broadcast_add(text)?,
+            None => mask_tokens,
+        };
+        let tokens = match sparse {
+            Some(sparse) => Tensor::cat(&[&head, &mask_tokens, sparse], 1)?,
+            None => Tensor::cat(&[&head, &mask_tokens], 1)?,
+        }
+        .contiguous()?;
         // Output tokens are never padding: extend the sparse mask with zeros.
         let token_mask = match sparse_mask {
             Some(mask) => Some(Tensor::cat(
@@ -155,13 +267,11 @@ impl MaskDecoder {
             )?),
             None => None,
         };
-        debug_assert_eq!(tokens.dim(1)?, n_out + n_sparse);
 
         let src = (image_embed + dense)?;
         let (_, c, h, w) = src.dims4()?;
         let (hs, src) = self.transformer.forward(&src, image_pe, &tokens, token_mask.as_ref())?;
         let iou_token_out = hs.narrow(1, 1, 1)?.squeeze(1)?;
-        let mask_token_out = hs.narrow(1, 2, 1)?.squeeze(1)?;
 
         let src = src.transpose(1, 2)?.reshape((b, c, h, w))?;
         let up = self.upscale_conv1.forward(&src)?.broadcast_add(high_res_s1)?;
@@ -169,23 +279,26 @@ impl MaskDecoder {
         let up = gelu_erf(&self.upscale_conv2.forward(&up)?.broadcast_add(high_res_s0)?)?;
         let (_, uc, uh, uw) = up.dims4()?;
 
-        let hyper = self.hypernetwork_mlps[0].forward(&mask_token_out)?.unsqueeze(1)?; // B x 1 x d/8
-        let masks = hyper.matmul(&up.reshape((b, uc, uh * uw))?)?.reshape((b, 1, uh, uw))?;
+        let hyper = match which {
+            MaskTokens::SingleMask => {
+                let mask_token_out = hs.narrow(1, 2, 1)?.squeeze(1)?;
+                self.hypernetwork_mlps[0].forward(&mask_token_out)?.unsqueeze(1)?
+                // B x 1 x d/8
+            }
+            MaskTokens::All => {
+                let per_token = (0..NUM_MASK_TOKENS)
+                    .map(|i| self.hypernetwork_mlps[i].forward(&hs.narrow(1, 2 + i, 1)?.squeeze(1)?))
+                    .collect::<Result<Vec<_>>>()?;
+                Tensor::stack(&per_token, 1)? // B x 4 x d/8
+            }
+        };
+        let m = hyper.dim(1)?;
+        let masks = hyper.matmul(&up.reshape((b, uc, uh * uw))?)?.reshape((b, m, uh, uw))?;
 
-        let iou = self
-            .iou_prediction_head
-            .forward(&iou_token_out)?
-            .narrow(D::Minus1, 0, 1)?;
+        let iou = self.iou_prediction_head.forward(&iou_token_out)?;
         let object_score_logits = self.pred_obj_score_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?;
-
-        // Object gating: where no object is predicted, every logit is -1024.
-        let present = object_score_logits
-            .gt(0.0)?
-            .reshape((b, 1, 1, 1))?
-            .broadcast_as(masks.shape())?;
-        let low_res_logits = present.where_cond(&masks, &(masks.ones_like()? * NO_OBJ_SCORE)?)?;
-        Ok(DecoderOutput {
-            low_res_logits,
+        Ok(Heads {
+            masks,
             iou,
             object_score_logits,
         })

@@ -1,12 +1,12 @@
 //! SAM's prompt encoder with RSAM's text positional embedding
 //! (`sam_prompt_encoder.*`): random-Fourier positional encoding of points,
-//! learned embeddings per point label, the mask-prompt downscaler, and the
-//! learned `description_pe` for text tokens.
+//! learned embeddings per point label, the mask-prompt downscaler, and (RSAM
+//! only; SAM 2 has no text) the learned `description_pe` for text tokens.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, VarBuilder};
 
-use crate::config::RsamConfig;
+use crate::config::SamArchitecture;
 use crate::nn::{at_least_f32, gelu_erf, LayerNorm2d};
 
 /// Label of the padding point (`not_a_point_embed`).
@@ -24,7 +24,7 @@ pub struct PromptEncoder {
     not_a_point_embed: Tensor,
     no_mask_embed: Tensor,
     mask_downscaling: MaskDownscaling,
-    description_pe: Embedding,
+    description_pe: Option<Embedding>,
     input_size: usize,
     embedding_size: usize,
     embed_dim: usize,
@@ -48,9 +48,9 @@ impl Module for MaskDownscaling {
 }
 
 impl PromptEncoder {
-    pub fn new(cfg: &RsamConfig, vb: VarBuilder) -> Result<Self> {
-        let d = cfg.d_model;
-        let c = cfg.mask_in_chans;
+    pub fn new(cfg: &impl SamArchitecture, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.d_model();
+        let c = cfg.mask_in_chans();
         let stride2 = Conv2dConfig {
             stride: 2,
             ..Default::default()
@@ -72,8 +72,11 @@ impl PromptEncoder {
             not_a_point_embed: vb.get((1, d), "not_a_point_embed.weight")?,
             no_mask_embed: vb.get((1, d), "no_mask_embed.weight")?,
             mask_downscaling,
-            description_pe: candle_nn::embedding(cfg.max_text_positions, d, vb.pp("description_pe"))?,
-            input_size: cfg.image_size,
+            description_pe: cfg
+                .text_positions()
+                .map(|n| candle_nn::embedding(n, d, vb.pp("description_pe")))
+                .transpose()?,
+            input_size: cfg.image_size(),
             embedding_size: cfg.embedding_size(),
             embed_dim: d,
         })
@@ -154,8 +157,11 @@ impl PromptEncoder {
 
     /// Text positional embedding for `len` tokens, 1 x len x d.
     pub fn text_pe(&self, len: usize, device: &Device) -> Result<Tensor> {
+        let Some(description_pe) = &self.description_pe else {
+            candle_core::bail!("this prompt encoder has no text positional embedding (a model without text)")
+        };
         let ids = Tensor::arange(0u32, len as u32, device)?;
-        self.description_pe.forward(&ids)?.unsqueeze(0)
+        description_pe.forward(&ids)?.unsqueeze(0)
     }
 
     pub fn input_size(&self) -> usize {

@@ -26,9 +26,9 @@ use crate::tokenizer::TextTokenizer;
 use crate::weights::{self, LoadReport};
 use crate::{Result, RsamError};
 
-pub use encoded::{EncodedImage, ModelImage};
+pub use encoded::{EncodedImage, ModelImage, ModelPixels};
 pub use options::{check_dtype_on_device, default_model_dir, parse_device, parse_dtype, LoadOptions, DEMO_MODEL_DIR};
-pub use prediction::Prediction;
+pub use prediction::{Candidate, Prediction};
 pub use prompt::{CheckedPrompt, Point, Prompt};
 
 /// A loaded RSAM model directory.
@@ -122,7 +122,7 @@ impl Rsam {
     pub fn prepare(&self, image: &Rgb8Image) -> ModelImage {
         let side = self.config.image_size as u32;
         ModelImage {
-            pixels: preprocess::resize_bilinear_pil(image, side, side),
+            pixels: ModelPixels::Rgb8(preprocess::resize_bilinear_pil(image, side, side)),
             width: image.width,
             height: image.height,
         }
@@ -166,7 +166,12 @@ impl Rsam {
         }
         let inputs = images
             .iter()
-            .map(|i| self.model_input(&i.pixels))
+            .map(|i| match &i.pixels {
+                ModelPixels::Rgb8(pixels) => self.model_input(pixels),
+                ModelPixels::Normalized(_) => Err(RsamError::Image(
+                    "an image prepared for a SAM 2 model cannot be encoded by an RSAM model".into(),
+                )),
+            })
             .collect::<Result<Vec<_>>>()?;
         let batch = self.model.encode(&Tensor::cat(&inputs, 0)?)?;
         images
@@ -194,7 +199,7 @@ impl Rsam {
     /// prompt gets before [`Self::decode`].
     pub fn check_prompt(&self, prompt: Prompt, width: u32, height: u32) -> Result<CheckedPrompt> {
         let token_ids = prompt.text.as_deref().map(|t| self.tokenizer.encode(t)).transpose()?;
-        prompt.check_geometry(width, height, self.low_res_size())?;
+        prompt.check_geometry(width, height, self.low_res_size(), true)?;
         Ok(CheckedPrompt::new(prompt, token_ids, (width, height)))
     }
 
@@ -232,6 +237,8 @@ impl Rsam {
                 low_res_size: side,
                 iou: ious[i],
                 object_score_logit: scores[i],
+                logit_limit: None,
+                candidates: Vec::new(),
             })
             .collect())
     }

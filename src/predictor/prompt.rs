@@ -41,11 +41,13 @@ impl Prompt {
     /// coordinates finite and inside the image, labels 0 / 1, the box not
     /// inverted, the mask prompt of the right size and finite, something
     /// given at all.
-    pub(super) fn check_geometry(&self, width: u32, height: u32, side: usize) -> Result<()> {
+    /// `takes_text` words the error for a prompt with nothing in it.
+    pub(crate) fn check_geometry(&self, width: u32, height: u32, side: usize, takes_text: bool) -> Result<()> {
         if self.is_empty() {
-            return Err(RsamError::Prompt(
-                "no prompt: give a text, points, a box or a mask input".into(),
-            ));
+            let what = if takes_text { "a text, points" } else { "points" };
+            return Err(RsamError::Prompt(format!(
+                "no prompt: give {what}, a box or a mask input"
+            )));
         }
         let (w, h) = (width as f32, height as f32);
         let inside = |x: f32, y: f32| (0.0..=w).contains(&x) && (0.0..=h).contains(&y);
@@ -120,6 +122,12 @@ impl CheckedPrompt {
             token_ids,
             image_size,
         }
+    }
+
+    /// A prompt without a sentence, checked by the caller (models without a
+    /// text encoder).
+    pub(crate) fn without_text(prompt: Prompt, image_size: (u32, u32)) -> Self {
+        Self::new(prompt, None, image_size)
     }
 
     pub fn prompt(&self) -> &Prompt {

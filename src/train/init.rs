@@ -93,7 +93,7 @@ pub fn initial_weights(config: &RsamConfig, seed: u64, device: &Device) -> Resul
         .collect()
 }
 
-fn values(init: Init, n: usize, seed: u64, name: &str) -> Vec<f32> {
+pub(crate) fn values(init: Init, n: usize, seed: u64, name: &str) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ fnv1a(name));
     match init {
         Init::Zeros => vec![0.0; n],

@@ -4,7 +4,7 @@ use super::DeviceArgs;
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// base-plus-800, base-plus-1024, or a config.json path.
+    /// A preset (SIZE-800 or SIZE-1024: tiny, small, base-plus, large) or a config.json path.
     #[arg(long, default_value = "base-plus-800")]
     pub config: String,
     /// Timed iterations per measurement.

@@ -34,6 +34,10 @@ pub struct SegmentArgs {
     /// Write the mask at the image's size as a PNG (0 / 255).
     #[arg(long)]
     pub mask_out: Option<PathBuf>,
+    /// SAM 2 models: return the three candidate masks (JSON `candidates`;
+    /// --logits-out holds 3 x S/4 x S/4 logits in the model's order).
+    #[arg(long)]
+    pub multimask: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

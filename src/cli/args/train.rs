@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// (`rsam_b+_b.yaml`) where it has one.
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize)]
 pub struct TrainArgs {
-    /// demo, base-plus-800, base-plus-1024, or a config.json path [default:
+    /// demo, SIZE-800 or SIZE-1024 (SIZE: tiny, small, base-plus, large), or a config.json path [default:
     /// demo]. Not with --init or --resume, which keep their model's config.
     #[arg(long)]
     pub config: Option<String>,
