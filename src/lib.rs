@@ -11,6 +11,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod eval;
+pub mod geo;
 pub mod kernels;
 pub mod model;
 pub mod models;

@@ -40,6 +40,9 @@ enum Command {
     Train(rsam::train::TrainArgs),
     /// Generate a synthetic RISORS-format referring dataset.
     Synth(rsam::synth::SynthArgs),
+    /// GeoTIFF helpers: info, stretch, vectorize, mask-tiff, coords (for tests; to fold into segment).
+    #[command(hide = true)]
+    Geo(rsam::geo::cli::GeoArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -212,6 +215,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => rsam::server::run(args),
         Command::Eval(args) => rsam::eval::run(args),
         Command::Train(args) => train(args),
+        Command::Geo(args) => rsam::geo::cli::run(args),
         Command::Synth(args) => {
             rsam::synth::run(&args).and_then(|summary| print_line(&serde_json::to_string(&summary)?))
         }
