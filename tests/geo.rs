@@ -543,3 +543,84 @@ fn plain_tiff_works_as_an_image() {
     let grey: Vec<u8> = read.image.data.chunks(3).map(|p| p[0]).collect();
     assert_eq!(grey, [0, 1, 2, 3, 4, 5, 6, 7]);
 }
+
+/// A little-endian TIFF of one directory holding `entries` (tag, type, value;
+/// type 3 SHORT or 4 LONG, one value each), then 256 zero bytes of pixel data.
+fn handmade_tiff(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut b = b"II*\0".to_vec();
+    b.extend(8u32.to_le_bytes());
+    b.extend((entries.len() as u16).to_le_bytes());
+    for &(tag, ty, value) in entries {
+        b.extend(tag.to_le_bytes());
+        b.extend(ty.to_le_bytes());
+        b.extend(1u32.to_le_bytes());
+        match ty {
+            3 => b.extend([(value as u16).to_le_bytes(), [0, 0]].concat()),
+            _ => b.extend(value.to_le_bytes()),
+        }
+    }
+    b.extend(0u32.to_le_bytes());
+    b.extend([0u8; 256]);
+    b
+}
+
+/// A 16 x 16 u8 image in one tile of `tile` x `tile` pixels, compressed
+/// with `compression`, claiming `byte_count` bytes of tile data (which
+/// start right after the directory).
+fn one_tile(tile: u32, compression: u32, photometric: u32, byte_count: u32) -> Vec<u8> {
+    handmade_tiff(&[
+        (256, 4, 16),
+        (257, 4, 16),
+        (258, 3, 8),
+        (259, 3, compression),
+        (262, 3, photometric),
+        (277, 3, 1),
+        (322, 4, tile),
+        (323, 4, tile),
+        (324, 4, 8 + 2 + 10 * 12 + 4),
+        (325, 4, byte_count),
+    ])
+}
+
+#[test]
+fn handmade_header_reads_and_its_bombs_are_refused() {
+    // The well-formed file decodes: a 16 x 16 tile of zeros.
+    let bytes = one_tile(16, 1, 1, 256);
+    let mut raster = GeoRaster::from_bytes(&bytes, 1_000_000).unwrap();
+    let full = raster.full_window();
+    assert_eq!(
+        raster.read_window(full, &[1]).unwrap().data,
+        BandData::U8(vec![vec![0; 256]])
+    );
+
+    // One 16384 x 16384 tile over a 16 x 16 image: 256 MiB to decode.
+    let e = open_err(&one_tile(16384, 1, 1, 256), 1_000_000);
+    assert_eq!(
+        e.to_string(),
+        "unsupported TIFF layout: a strip or tile of 16384x16384 pixels (268435456 bytes decoded) \
+         exceeds the 67108864-byte limit"
+    );
+
+    // An LZW tile claiming 4 GB of compressed data.
+    let lying = one_tile(16, 5, 1, 4_000_000_000);
+    let mut raster = GeoRaster::from_bytes(&lying, 1_000_000).unwrap();
+    let e = raster.read_window(full, &[1]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unsupported TIFF layout: strip or tile 0 holds 4000000000 compressed bytes, over the 67108864-byte limit"
+    );
+}
+
+#[test]
+fn unsupported_photometric_interpretations_are_named() {
+    for (code, name) in [(0, "MinIsWhite (inverted grey)"), (3, "palette colour"), (6, "YCbCr")] {
+        let e = open_err(&one_tile(16, 1, code, 256), 1_000_000);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "unsupported TIFF layout: {name} photometric interpretation (PhotometricInterpretation {code}); \
+                 supported: MinIsBlack, RGB, Separated"
+            )
+        );
+    }
+}

@@ -13,8 +13,8 @@ use image::{ExtendedColorType, ImageEncoder};
 use serde_json::json;
 
 use super::{
-    feature_collection_bytes, mask_geotiff_bytes, read_rgb_from_path, GeoRaster, MaskFeature, OutputCrs, ReadOptions,
-    Stretch,
+    feature_collection_bytes, mask_geotiff_bytes, read_rgb_from_path, GeoError, GeoRaster, MaskFeature, OutputCrs,
+    ReadOptions, Stretch,
 };
 use crate::postprocess::BinaryMask;
 use crate::preprocess::DEFAULT_MAX_PIXELS;
@@ -86,9 +86,10 @@ pub struct StretchArgs {
     pub image: PathBuf,
     #[command(flatten)]
     pub raster: RasterArgs,
-    /// Where to write the RGB PNG.
+    /// Where to write the RGB PNG (without it, the raster is only read and
+    /// stretched: the timing of that is in the summary).
     #[arg(long)]
-    pub png_out: PathBuf,
+    pub png_out: Option<PathBuf>,
     #[arg(long, default_value_t = DEFAULT_MAX_PIXELS, env = "RSAM_MAX_PIXELS")]
     pub max_pixels: u64,
 }
@@ -169,8 +170,13 @@ pub fn run(args: GeoArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Opens a raster; errors name the file once.
 fn open(path: &Path, max_pixels: u64) -> anyhow::Result<GeoRaster<std::io::BufReader<std::fs::File>>> {
-    GeoRaster::open(path, max_pixels).with_context(|| path.display().to_string())
+    match GeoRaster::open(path, max_pixels) {
+        Ok(raster) => Ok(raster),
+        Err(e @ GeoError::Io { .. }) => Err(e.into()),
+        Err(e) => Err(anyhow::Error::new(e).context(path.display().to_string())),
+    }
 }
 
 fn info(a: &InfoArgs) -> anyhow::Result<serde_json::Value> {
@@ -191,19 +197,27 @@ fn stretch(a: &StretchArgs) -> anyhow::Result<serde_json::Value> {
         stretch: a.raster.stretch,
         max_pixels: a.max_pixels,
     };
-    let read = read_rgb_from_path(&a.image, &options).with_context(|| a.image.display().to_string())?;
-    let mut png = Vec::new();
-    PngEncoder::new(&mut png).write_image(
-        &read.image.data,
-        read.image.width,
-        read.image.height,
-        ExtendedColorType::Rgb8,
-    )?;
-    write(&a.png_out, &png)?;
+    let start = std::time::Instant::now();
+    let read = match read_rgb_from_path(&a.image, &options) {
+        Err(e @ GeoError::Io { .. }) => return Err(e.into()),
+        other => other.with_context(|| a.image.display().to_string())?,
+    };
+    let read_ms = start.elapsed().as_secs_f64() * 1e3;
+    if let Some(out) = &a.png_out {
+        let mut png = Vec::new();
+        PngEncoder::new(&mut png).write_image(
+            &read.image.data,
+            read.image.width,
+            read.image.height,
+            ExtendedColorType::Rgb8,
+        )?;
+        write(out, &png)?;
+    }
     Ok(json!({
         "width": read.image.width,
         "height": read.image.height,
         "rendering": read.rendering,
+        "read_ms": read_ms,
     }))
 }
 
@@ -223,6 +237,9 @@ fn read_mask(path: &Path, width: u32, height: u32) -> anyhow::Result<BinaryMask>
 }
 
 fn vectorize(a: &VectorizeArgs) -> anyhow::Result<serde_json::Value> {
+    let Some(out) = &a.output.geojson_out else {
+        bail!("give --geojson-out FILE");
+    };
     let raster = open(&a.image, a.max_pixels)?;
     let (width, height) = (raster.info().width, raster.info().height);
     let masks = a
@@ -249,9 +266,6 @@ fn vectorize(a: &VectorizeArgs) -> anyhow::Result<serde_json::Value> {
         OutputCrs::Raster
     };
     let bytes = feature_collection_bytes(&features, raster.georef(), crs)?;
-    let Some(out) = &a.output.geojson_out else {
-        bail!("give --geojson-out FILE");
-    };
     write(out, &bytes)?;
     Ok(json!({"features": features.len(), "bytes": bytes.len()}))
 }

@@ -84,7 +84,7 @@ pub enum GeoError {
     #[error("writing the mask GeoTIFF: {0}")]
     Write(String),
 
-    #[error("io error on {path}: {source}")]
+    #[error("cannot open {path}")]
     Io {
         path: PathBuf,
         #[source]

@@ -58,6 +58,20 @@ impl Georef {
         Ok(self.require_transform("map coordinates")?.pixel_from_map(x, y))
     }
 
+    /// The pixel box `[x0, y0, x1, y1]` (x0 <= x1, y0 <= y1) around the map
+    /// box with corners `(x0, y0)` and `(x1, y1)`: rows run down while map y
+    /// runs up, so the corners swap; a rotated transform gives the bounding
+    /// box of the four mapped corners.
+    pub fn pixel_box_from_map(&self, [x0, y0, x1, y1]: [f64; 4]) -> GeoResult<[f64; 4]> {
+        let t = self.require_transform("map coordinates")?;
+        let corners = [(x0, y0), (x1, y0), (x0, y1), (x1, y1)].map(|(x, y)| t.pixel_from_map(x, y));
+        let cols = corners.map(|c| c.0);
+        let rows = corners.map(|c| c.1);
+        let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
+        let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
+        Ok([min(cols), min(rows), max(cols), max(rows)])
+    }
+
     /// Map coordinates of the pixel position `(col, row)`.
     pub fn map_from_pixel(&self, col: f64, row: f64) -> GeoResult<(f64, f64)> {
         Ok(self.require_transform("map coordinates")?.map_from_pixel(col, row))
@@ -154,5 +168,62 @@ fn read_transform<R: Read + Seek>(decoder: &mut Decoder<R>) -> GeoResult<Option<
             "ModelTiepoint (33922) without a ModelPixelScale (33550)".into(),
         )),
         (None, None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn north_up() -> Georef {
+        Georef {
+            transform: Some(GeoTransform::new([500_000.0, 10.0, 0.0, 4_100_000.0, 0.0, -10.0]).unwrap()),
+            crs: Some(Crs {
+                kind: CrsKind::Projected,
+                epsg: Some(32633),
+            }),
+            geokeys: None,
+        }
+    }
+
+    #[test]
+    fn map_box_becomes_an_ordered_pixel_box() {
+        let g = north_up();
+        // Map y grows north, rows grow south: the corners swap.
+        let b = g
+            .pixel_box_from_map([500_010.0, 4_099_900.0, 500_050.0, 4_099_980.0])
+            .unwrap();
+        assert_eq!(b, [1.0, 2.0, 5.0, 10.0]);
+        assert_eq!(g.pixel_from_map(500_015.0, 4_099_995.0).unwrap(), (1.5, 0.5));
+        assert_eq!(g.map_from_pixel(1.5, 0.5).unwrap(), (500_015.0, 4_099_995.0));
+    }
+
+    #[test]
+    fn areas_only_for_projected_crs_and_windows_shift_the_origin() {
+        let g = north_up();
+        assert_eq!(g.area_of(3), Some(300.0));
+        let geographic = Georef {
+            crs: Some(Crs {
+                kind: CrsKind::Geographic,
+                epsg: Some(4326),
+            }),
+            ..north_up()
+        };
+        assert_eq!(geographic.area_of(3), None);
+        assert_eq!(Georef::default().area_of(3), None);
+        let w = g.window(100, 50);
+        assert_eq!(w.transform.unwrap().0, [501_000.0, 10.0, 0.0, 4_099_500.0, 0.0, -10.0]);
+        assert_eq!(w.epsg(), Some(32633));
+    }
+
+    #[test]
+    fn no_transform_is_an_error_naming_the_request() {
+        let e = Georef::default().pixel_box_from_map([0.0; 4]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("map coordinates: the raster has no georeferencing"),
+            "{e}"
+        );
+        assert!(matches!(e, GeoError::NotGeoreferenced(_)) && e.is_client_error());
     }
 }

@@ -168,30 +168,9 @@ impl<R: Read + Seek> GeoRaster<R> {
         let mut decoder = Decoder::new(reader).map_err(|e| header_error(&e))?;
         let (width, height) = decoder.dimensions().map_err(|e| header_error(&e))?;
         check_pixel_budget(width, height, max_pixels)?;
-
-        let band_count: u16 = tag_or(&mut decoder, Tag::SamplesPerPixel, 1)?;
-        let bits: u16 = tag_or(&mut decoder, Tag::BitsPerSample, 1)?;
-        let sample_format: u16 = tag_or(&mut decoder, Tag::SampleFormat, 1)?;
-        let sample_type = SampleType::from_tiff(sample_format, bits)?;
-        let compression: u16 = tag_or(&mut decoder, Tag::Compression, 1)?;
-        check_compression(compression)?;
-        check_photometric(tag_or(&mut decoder, Tag::PhotometricInterpretation, 1)?)?;
-        let planar = tag_or::<R, u16>(&mut decoder, Tag::PlanarConfiguration, 1)? == 2;
-
-        let grid = chunk_grid(&mut decoder, width, height, band_count, planar)?;
-        let chunk_bytes = u64::from(grid.chunk_width)
-            * u64::from(grid.chunk_height)
-            * grid.samples_per_pixel as u64
-            * sample_type.bytes() as u64;
-        let chunk_budget = max_pixels
-            .saturating_mul(u64::from(band_count) * sample_type.bytes() as u64)
-            .max(MIN_CHUNK_BUDGET_BYTES);
-        if chunk_bytes > chunk_budget {
-            return Err(GeoError::UnsupportedLayout(format!(
-                "a strip or tile of {}x{} pixels ({chunk_bytes} bytes decoded) exceeds the {chunk_budget}-byte limit",
-                grid.chunk_width, grid.chunk_height
-            )));
-        }
+        let layout = read_layout(&mut decoder)?;
+        let grid = chunk_grid(&mut decoder, width, height, layout.band_count, layout.planar)?;
+        let chunk_budget = chunk_budget(&grid, &layout, max_pixels)?;
         let mut limits = Limits::default();
         limits.ifd_value_size = IFD_VALUE_BYTES;
         limits.intermediate_buffer_size = usize::try_from(chunk_budget).unwrap_or(usize::MAX);
@@ -200,7 +179,7 @@ impl<R: Read + Seek> GeoRaster<R> {
 
         let georef = read_georef(&mut decoder)?;
         let nodata = read_nodata(&mut decoder)?;
-        let lzw = if compression == LZW {
+        let lzw = if layout.compression == LZW {
             Some(lzw_chunks(&mut decoder)?)
         } else {
             None
@@ -208,13 +187,13 @@ impl<R: Read + Seek> GeoRaster<R> {
         let info = RasterInfo {
             width,
             height,
-            band_count,
-            sample_type,
+            band_count: layout.band_count,
+            sample_type: layout.sample_type,
             nodata,
             tiled: decoder.get_chunk_type() == ChunkType::Tile,
             chunk_width: grid.chunk_width,
             chunk_height: grid.chunk_height,
-            planar,
+            planar: layout.planar,
         };
         Ok(GeoRaster {
             decoder,
@@ -412,6 +391,50 @@ impl<R: Read + Seek> GeoRaster<R> {
     }
 }
 
+/// The sample layout the header declares, checked against what we read.
+struct Layout {
+    band_count: u16,
+    sample_type: SampleType,
+    compression: u16,
+    planar: bool,
+}
+
+fn read_layout<R: Read + Seek>(decoder: &mut Decoder<R>) -> GeoResult<Layout> {
+    let band_count: u16 = tag_or(decoder, Tag::SamplesPerPixel, 1)?;
+    let bits: u16 = tag_or(decoder, Tag::BitsPerSample, 1)?;
+    let sample_format: u16 = tag_or(decoder, Tag::SampleFormat, 1)?;
+    let sample_type = SampleType::from_tiff(sample_format, bits)?;
+    let compression: u16 = tag_or(decoder, Tag::Compression, 1)?;
+    check_compression(compression)?;
+    check_photometric(tag_or(decoder, Tag::PhotometricInterpretation, 1)?)?;
+    let planar = tag_or::<R, u16>(decoder, Tag::PlanarConfiguration, 1)? == 2;
+    Ok(Layout {
+        band_count,
+        sample_type,
+        compression,
+        planar,
+    })
+}
+
+/// The largest strip or tile (decoded or compressed) accepted, in bytes:
+/// what the pixel budget allows for a whole image, at least 64 MiB; a
+/// header whose chunks are larger is refused before anything is read.
+fn chunk_budget(grid: &ChunkGrid, layout: &Layout, max_pixels: u64) -> GeoResult<u64> {
+    let sample_bytes = layout.sample_type.bytes() as u64;
+    let chunk_bytes =
+        u64::from(grid.chunk_width) * u64::from(grid.chunk_height) * grid.samples_per_pixel as u64 * sample_bytes;
+    let budget = max_pixels
+        .saturating_mul(u64::from(layout.band_count) * sample_bytes)
+        .max(MIN_CHUNK_BUDGET_BYTES);
+    if chunk_bytes > budget {
+        return Err(GeoError::UnsupportedLayout(format!(
+            "a strip or tile of {}x{} pixels ({chunk_bytes} bytes decoded) exceeds the {budget}-byte limit",
+            grid.chunk_width, grid.chunk_height
+        )));
+    }
+    Ok(budget)
+}
+
 /// The whole first image's chunk layout, checked against what the `tiff`
 /// decoder will hand out.
 fn chunk_grid<R: Read + Seek>(
@@ -479,12 +502,8 @@ fn lzw_chunks<R: Read + Seek>(decoder: &mut Decoder<R>) -> GeoResult<LzwChunks> 
     };
     let offsets = read(offsets_tag)?;
     let byte_counts = read(counts_tag)?;
+    // The decoder has already refused predictors other than 1, 2 and 3.
     let predictor = tag_or(decoder, Tag::Predictor, 1)?;
-    if !(1..=3).contains(&predictor) {
-        return Err(GeoError::UnsupportedLayout(format!(
-            "Predictor {predictor}; supported: 1, 2, 3"
-        )));
-    }
     Ok(LzwChunks {
         offsets,
         byte_counts,

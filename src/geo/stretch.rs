@@ -80,8 +80,17 @@ impl BandMapping {
             BandMapping::Identity => v,
             BandMapping::Zero => return 0,
         };
-        // `as` saturates (and sends NaN to 0); the clamp states the intent.
-        (scaled + 0.5).floor().clamp(0.0, 255.0) as u8
+        // clamp(floor(t), 0, 255) without a libm `floor` call (5 % of a
+        // 10,000 x 10,000 read in perf): truncation is the floor for t >= 0,
+        // and NaN maps to 0 like every value below 0.
+        let t = scaled + 0.5;
+        if t.is_nan() || t < 0.0 {
+            0
+        } else if t >= 255.0 {
+            255
+        } else {
+            t as u8
+        }
     }
 }
 
@@ -200,6 +209,16 @@ mod tests {
         assert_eq!(m.apply(1e9), 255);
         assert_eq!(BandMapping::Identity.apply(12.5), 13);
         assert_eq!(BandMapping::Zero.apply(99.0), 0);
+        assert_eq!(BandMapping::Identity.apply(f64::NAN), 0);
+        assert_eq!(BandMapping::Identity.apply(-0.6), 0);
+        assert_eq!(BandMapping::Identity.apply(254.49), 254);
+        assert_eq!(BandMapping::Identity.apply(254.5), 255);
+        // The same as clamp(floor(v + 0.5), 0, 255) everywhere in between.
+        for i in -3000..3000 {
+            let v = f64::from(i) * 0.1 - 0.05;
+            let want = (v + 0.5).floor().clamp(0.0, 255.0) as u8;
+            assert_eq!(BandMapping::Identity.apply(v), want, "{v}");
+        }
     }
 
     #[test]

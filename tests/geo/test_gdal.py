@@ -463,6 +463,8 @@ class Errors(unittest.TestCase):
             (["stretch", "--image", path("cut.tif"), "--png-out", path("x.png")], "truncated TIFF"),
             (["stretch", "--image", u16, "--png-out", path("x.png"), "--stretch", "gamma"],
              "\"gamma\" is not one of percentile, minmax, none"),
+            (["vectorize", "--image", u16, "--mask", write_mask_png("small.png", np.ones((3, 3), bool)),
+              "--geojson-out", path("x.geojson")], "mask is 3x3 but the raster is 30x20"),
         ]
         for args, message in cases:
             with self.subTest(args[0] + " " + message):
