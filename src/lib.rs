@@ -19,6 +19,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod eval;
+pub mod geo;
 pub mod kernels;
 pub mod loaded_model;
 pub mod mask;

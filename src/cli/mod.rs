@@ -6,6 +6,7 @@ pub mod args;
 mod bench;
 mod convert;
 mod eval;
+mod geo;
 mod inspect;
 pub mod output;
 mod segment;
@@ -40,6 +41,9 @@ pub enum Command {
     Train(args::TrainArgs),
     /// Generate a synthetic RISORS-format referring dataset.
     Synth(args::SynthArgs),
+    /// GeoTIFF helpers: info, stretch, vectorize, mask-tiff, coords (used by the GDAL tests).
+    #[command(hide = true)]
+    Geo(args::GeoArgs),
 }
 
 /// Runs one command.
@@ -53,6 +57,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Train(args) => print_json(&crate::train::run(&args)?),
         Command::Synth(args) => print_json(&crate::synth::run(&args)?),
+        Command::Geo(args) => geo::run(args),
     }
 }
 

@@ -1,8 +1,11 @@
 //! From logits to masks and what users take away from them: the binary
 //! mask at the image's size (upsampled exactly like PyTorch), its area and
-//! box, COCO RLE, PNG, and polygons. The CLI, the server and `rsam eval` all
+//! box, COCO RLE, PNG, and polygons: COCO-style outer contours
+//! ([`polygons`]) and exact pixel-edge polygons with holes
+//! ([`pixel_polygons`], what georeferenced outputs need). The CLI, the server and `rsam eval` all
 //! go through here.
 
+pub mod pixel_polygons;
 pub mod png;
 pub mod polygons;
 pub mod rle;

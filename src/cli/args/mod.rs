@@ -6,6 +6,7 @@ mod bench;
 mod convert;
 mod device;
 mod eval;
+mod geo;
 mod inspect;
 mod segment;
 mod serve;
@@ -16,6 +17,10 @@ pub use bench::BenchArgs;
 pub use convert::ConvertArgs;
 pub use device::DeviceArgs;
 pub use eval::EvalArgs;
+pub use geo::{
+    Coords, CoordsArgs, GeoArgs, GeoCommand, GeoOutputArgs, InfoArgs, MaskTiffArgs, RasterArgs, StretchArgs,
+    VectorizeArgs,
+};
 pub use inspect::InspectArgs;
 pub use segment::SegmentArgs;
 pub use serve::{LogFormat, ServeArgs};
