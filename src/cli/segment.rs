@@ -83,7 +83,9 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         };
         write_file(path, &geo::feature_collection_bytes(&[feature], &georef, crs)?)?;
     }
-    print_json(&summary(&prediction, &mask, image.width, image.height))
+    let mut line = summary(&prediction, &mask, image.width, image.height);
+    line["georeferenced"] = json!(georef.is_georeferenced());
+    print_json(&line)
 }
 
 /// `--mask-out`: a .tif / .tiff name gets a u8 GeoTIFF with the input's
