@@ -191,15 +191,12 @@ async fn a_geotiff_is_read_as_the_cli_reads_it_and_answers_in_map_coordinates() 
     // WGS 84 output: longitudes near UTM 33's central meridian (15 E).
     let body = json!({"image_id": image_id, "text": "the field", "points": [[18, 11, 1]], "outputs": ["geojson"], "crs": "EPSG:4326"});
     let wgs = s.post("/v1/segment", body).await.ok();
-    let coords = wgs["geojson"]["features"][0]["geometry"]["coordinates"].to_string();
-    let first: Vec<f64> = coords
-        .trim_start_matches('[')
-        .split(']')
-        .next()
-        .unwrap()
-        .split(',')
-        .map(|v| v.parse().unwrap())
-        .collect();
+    // The first vertex: down the nested rings to a [lon, lat] pair.
+    let mut first = &wgs["geojson"]["features"][0]["geometry"]["coordinates"];
+    while first[0].is_array() {
+        first = &first[0];
+    }
+    let first = [first[0].as_f64().unwrap(), first[1].as_f64().unwrap()];
     assert!(
         (14.9..15.1).contains(&first[0]) && (36.9..37.1).contains(&first[1]),
         "{first:?}"
