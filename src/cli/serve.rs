@@ -9,9 +9,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Installs the global log subscriber (once; later calls are no-ops).
 pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::fmt::format::FmtSpan;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    // At TRACE (`RUST_LOG=rsam=trace`) each model component's span logs its
+    // time when it closes (hiera, fpn-neck, bert, two-way-guidance, ...).
+    let span_events = match filter.max_level_hint() {
+        Some(tracing::level_filters::LevelFilter::TRACE) => FmtSpan::CLOSE,
+        _ => FmtSpan::NONE,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_span_events(span_events);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder

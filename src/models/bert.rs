@@ -48,6 +48,7 @@ impl BertLayer {
     }
 
     fn forward(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("bert-layer").entered();
         let q = self.heads(&self.query.forward(x)?)?;
         let k = self.heads(&self.key.forward(x)?)?;
         let v = self.heads(&self.value.forward(x)?)?;
@@ -92,6 +93,7 @@ impl BertModel {
     /// `input_ids`, `attention_mask`: B x L (u32; mask 1 for tokens, 0 for
     /// padding). Returns the last hidden state, B x L x hidden.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("bert").entered();
         let (b, l) = input_ids.dims2()?;
         let device = input_ids.device();
         let positions = Tensor::arange(0u32, l as u32, device)?

@@ -39,6 +39,7 @@ impl FpnNeck {
     /// `xs`: trunk outputs, highest resolution first. Returns the fused
     /// levels in the same order.
     pub fn forward(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let _span = tracing::trace_span!("fpn-neck").entered();
         let n = self.convs.len() - 1;
         let mut out: Vec<Option<Tensor>> = vec![None; self.convs.len()];
         let mut prev: Option<Tensor> = None;
@@ -112,6 +113,7 @@ impl ImageEncoder {
     /// Returns the FPN levels kept after `scalp`, highest resolution first
     /// (for the released model: strides 4, 8 and 16), and the trunk outputs.
     pub fn forward(&self, x: &Tensor) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        let _span = tracing::trace_span!("image-encoder").entered();
         let trunk = self.trunk.forward(x)?;
         let mut levels = self.neck.forward(&trunk)?;
         levels.truncate(levels.len() - self.scalp);

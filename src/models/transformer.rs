@@ -94,6 +94,7 @@ impl TwoWayAttentionBlock {
         key_pe: &Tensor,
         token_mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let _span = tracing::trace_span!("two-way-block").entered();
         let queries = if self.skip_first_layer_pe {
             // The first layer replaces the tokens by their self-attention
             // (no residual), as SAM does.
@@ -149,6 +150,7 @@ impl TwoWayTransformer {
         tokens: &Tensor,
         token_mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let _span = tracing::trace_span!("two-way-transformer").entered();
         let keys = image.flatten_from(2)?.transpose(1, 2)?.contiguous()?;
         let key_pe = image_pe.flatten_from(2)?.transpose(1, 2)?.contiguous()?;
         let mut queries = tokens.clone();
@@ -204,6 +206,7 @@ impl TwoWayGuidingAttentionBlock {
         image_pe: &Tensor,
         text_mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let _span = tracing::trace_span!("two-way-guidance-block").entered();
         // The PE is added to the keys only; queries and values stay bare.
         let k = (text + text_pe)?;
         let attn = self.self_attn_query.forward(text, &k, text, text_mask)?;
@@ -259,6 +262,7 @@ impl TwoWayGuidanceTransformer {
         text_pe: &Tensor,
         text_mask: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor)> {
+        let _span = tracing::trace_span!("two-way-guidance").entered();
         let (b, c, h, w) = image.dims4()?;
         let mut keys = image.flatten_from(2)?.transpose(1, 2)?.contiguous()?;
         let key_pe = image_pe.flatten_from(2)?.transpose(1, 2)?.contiguous()?;
