@@ -19,8 +19,10 @@ use crate::{Result, RsamError};
 /// A loaded model directory.
 #[derive(Debug, Clone)]
 pub enum LoadedModel {
-    Rsam(Rsam),
-    Sam2(Sam2Predictor),
+    // Boxed: an RSAM predictor (BERT, the guidance module) is twice the
+    // size of a SAM 2 one, and the enum is moved around by value.
+    Rsam(Box<Rsam>),
+    Sam2(Box<Sam2Predictor>),
 }
 
 impl LoadedModel {
@@ -29,8 +31,8 @@ impl LoadedModel {
     /// errors, which name the problem).
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
         match ModelKind::of_dir(dir).unwrap_or_default() {
-            ModelKind::Rsam => Ok(Self::Rsam(Rsam::load(dir, options)?)),
-            ModelKind::Sam2 => Ok(Self::Sam2(Sam2Predictor::load(dir, options)?)),
+            ModelKind::Rsam => Ok(Self::Rsam(Box::new(Rsam::load(dir, options)?))),
+            ModelKind::Sam2 => Ok(Self::Sam2(Box::new(Sam2Predictor::load(dir, options)?))),
         }
     }
 

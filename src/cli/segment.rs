@@ -14,6 +14,12 @@ use crate::predictor::Prediction;
 use crate::Prompt;
 
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
+    if args.window.window.is_some() {
+        return super::segment_windowed::run(args);
+    }
+    if let Some(flag) = args.window.stray_flag() {
+        bail!("{flag} needs --window");
+    }
     let options = args.device.load_options()?;
     let model_dir = args.model.clone().unwrap_or_else(crate::predictor::default_model_dir);
     let model = LoadedModel::load(&model_dir, &options)?;
