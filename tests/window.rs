@@ -9,15 +9,20 @@
 
 mod common;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rsam::geo::{read_rgb_from_bytes, GeoRaster, ReadOptions, Stretch, Window};
 use rsam::loaded_model::LoadedModel;
 use rsam::mask::BinaryMask;
+use rsam::predictor::{EncodedImage, ModelImage};
 use rsam::preprocess::Rgb8Image;
 use rsam::risors::Dataset;
 use rsam::window::{
-    crop, search, GeoTiffSource, ImageSource, ModelFeatures, SearchOptions, WindowGrid, WindowSource, WindowSpec,
+    crop, search, FnFeatures, GeoTiffSource, ImageSource, ModelFeatures, SearchOptions, WindowError, WindowFeatures,
+    WindowGrid, WindowSource, WindowSpec,
 };
 use rsam::{LoadOptions, Point, Prompt};
 
@@ -407,4 +412,67 @@ fn a_geotiff_read_window_by_window_gives_the_pixels_of_the_whole_read() {
     let raster = GeoRaster::from_bytes(&bytes, 1_000_000).unwrap();
     let err = GeoTiffSource::new(raster, Some(vec![1, 9, 2]), None).err().unwrap();
     assert!(err.to_string().contains('9'), "{err}");
+}
+
+/// A window's rectangle as a cache key.
+type WindowKey = (u32, u32, u32, u32);
+
+#[test]
+fn a_caller_cache_given_as_closures_serves_later_searches() {
+    let model = LoadedModel::load(&common::tiny_dir(), &LoadOptions::default()).unwrap();
+    let (width, height) = (300u32, 200u32);
+    let scene = Rgb8Image {
+        width,
+        height,
+        data: (0..width * height * 3).map(|i| (i % 251) as u8).collect(),
+    };
+    let options = spec(128, 32);
+    let cache: RefCell<HashMap<WindowKey, Arc<EncodedImage>>> = RefCell::default();
+    let encoder_runs = RefCell::new(0usize);
+    let mut features = FnFeatures {
+        get: |_: usize, w: Window| cache.borrow().get(&(w.x, w.y, w.width, w.height)).cloned(),
+        encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| -> Result<Vec<Arc<EncodedImage>>, WindowError> {
+            *encoder_runs.borrow_mut() += 1;
+            let encoded = model.encode_batch(&images)?;
+            let mut out = Vec::new();
+            for (&(_, w), e) in windows.iter().zip(encoded) {
+                let e = Arc::new(e);
+                cache.borrow_mut().insert((w.x, w.y, w.width, w.height), Arc::clone(&e));
+                out.push(e);
+            }
+            Ok(out)
+        },
+    };
+    let run = |sentence: &str, features: &mut dyn WindowFeatures| {
+        search(
+            &model,
+            &mut ImageSource::new(&scene),
+            &Prompt::text(sentence),
+            &options,
+            features,
+            &mut |_| {},
+        )
+    };
+    let first = run("the airplane", &mut features).unwrap();
+    assert_eq!((first.grid.len(), first.encoded), (6, 6));
+    assert_eq!(*encoder_runs.borrow(), 2, "6 windows in batches of 4");
+    let second = run("the ship", &mut features).unwrap();
+    assert_eq!((second.searched.len(), second.encoded), (6, 0));
+    assert_eq!(*encoder_runs.borrow(), 2);
+    assert_eq!(cache.borrow().len(), 6);
+
+    // A cache that loses windows is an error, not a panic or a silent gap.
+    let mut lossy = FnFeatures {
+        get: |_: usize, _: Window| None,
+        encode: |_: &[(usize, Window)], images: Vec<ModelImage>| -> Result<Vec<Arc<EncodedImage>>, WindowError> {
+            let mut out: Vec<Arc<EncodedImage>> = model.encode_batch(&images)?.into_iter().map(Arc::new).collect();
+            out.pop();
+            Ok(out)
+        },
+    };
+    let err = run("the airplane", &mut lossy).unwrap_err();
+    assert!(
+        err.to_string().contains("encoded 3 windows but was asked for 4"),
+        "{err}"
+    );
 }

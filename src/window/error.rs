@@ -38,6 +38,11 @@ pub enum WindowError {
     #[error("prompt: {0}")]
     Prompt(String),
 
+    /// A [`super::WindowFeatures`] that gave back another number of
+    /// windows than it was asked to encode.
+    #[error("the feature source encoded {got} windows but was asked for {asked}")]
+    FeatureCount { asked: usize, got: usize },
+
     #[error(transparent)]
     Model(#[from] RsamError),
 

@@ -89,3 +89,31 @@ impl WindowFeatures for ModelFeatures<'_> {
         Ok(encoded)
     }
 }
+
+/// A [`WindowFeatures`] from two closures, for a caller with its own cache
+/// (the server keys window features by scene hash and rectangle in its
+/// byte-bounded LRU cache): `get(index, window)` looks a window up,
+/// `encode(windows, images)` encodes the missing ones as one batch (and
+/// stores them), in order.
+pub struct FnFeatures<G, E> {
+    pub get: G,
+    pub encode: E,
+}
+
+impl<G, E> WindowFeatures for FnFeatures<G, E>
+where
+    G: FnMut(usize, Window) -> Option<Arc<EncodedImage>>,
+    E: FnMut(&[(usize, Window)], Vec<ModelImage>) -> Result<Vec<Arc<EncodedImage>>, WindowError>,
+{
+    fn cached(&mut self, index: usize, window: Window) -> Option<Arc<EncodedImage>> {
+        (self.get)(index, window)
+    }
+
+    fn encode(
+        &mut self,
+        windows: &[(usize, Window)],
+        images: Vec<ModelImage>,
+    ) -> Result<Vec<Arc<EncodedImage>>, WindowError> {
+        (self.encode)(windows, images)
+    }
+}

@@ -16,7 +16,7 @@ mod search;
 mod source;
 
 pub use error::WindowError;
-pub use features::{ModelFeatures, WindowFeatures};
+pub use features::{FnFeatures, ModelFeatures, WindowFeatures};
 pub use grid::{window_prompt, WindowGrid, WindowSpec, DEFAULT_MAX_WINDOWS, MIN_WINDOW_SIZE};
 pub use merge::{merge_candidates, rank_order, SceneCandidate, WindowCandidate, DEFAULT_MERGE_IOU};
 pub use piece::{intersection, MaskPiece};

@@ -193,16 +193,19 @@ fn window_features(
             .iter()
             .map(|&(_, w)| Ok(model.prepare(&source.read(w)?)))
             .collect::<Result<Vec<_>, WindowError>>()?;
-        let mut encoded = features.encode(&missing, images)?.into_iter();
+        let encoded = features.encode(&missing, images)?;
+        if encoded.len() != missing.len() {
+            return Err(WindowError::FeatureCount {
+                asked: missing.len(),
+                got: encoded.len(),
+            });
+        }
+        let mut encoded = encoded.into_iter();
         for slot in held.iter_mut().filter(|h| h.is_none()) {
             *slot = encoded.next();
         }
     }
-    let images = held
-        .into_iter()
-        .map(|h| h.ok_or_else(|| WindowError::Prompt("the feature source gave fewer windows than asked".into())))
-        .collect::<Result<Vec<_>, WindowError>>()?;
-    Ok((images, missing.len()))
+    Ok((held.into_iter().flatten().collect(), missing.len()))
 }
 
 /// The prompt moved into each window and decoded there: a sentence on an
