@@ -260,3 +260,28 @@ fn bad_windows_and_prompts_are_one_clear_line() {
     ]));
     assert!(missing.contains("/nonexistent/scene.png"), "{missing}");
 }
+
+#[test]
+fn a_sam2_model_searches_the_windows_that_hold_a_click() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (image, _) = mosaic(tmp.path());
+    let sam2 = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sam2-tiny");
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_rsam"))
+            .args(["segment", "--model", sam2.to_str().unwrap(), "--image", &image])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Windows start at x = 0, 192 and 256: x = 300 lies in the last two.
+    let line = json(&run(&["--point", "300,100,1", "--window", "256"]));
+    assert_eq!(line["window"]["windows"], 3);
+    assert_eq!(line["window"]["searched"], 2);
+    assert_eq!(line["window"]["encoded"], 2);
+    for candidate in line["candidates"].as_array().unwrap() {
+        let x = candidate["window"]["x"].as_u64().unwrap();
+        assert!(x == 192 || x == 256, "{candidate}");
+    }
+    let message = error(&run(&["--text", "the ship", "--window", "256"]));
+    assert!(message.to_lowercase().contains("text"), "{message}");
+}
