@@ -444,6 +444,64 @@ def flatten(coordinates):
     return [p for part in coordinates for p in flatten(part)]
 
 
+MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "rsam-tiny")
+
+
+def segment(*args):
+    """Runs `rsam segment` with the tiny fixture model; returns its JSON line."""
+    run = subprocess.run([RSAM, "segment", "--model", MODEL, *args], capture_output=True, text=True, timeout=120)
+    if run.returncode != 0:
+        raise AssertionError(f"rsam segment {' '.join(args)} failed ({run.returncode}): {run.stderr}")
+    return json.loads(run.stdout)
+
+
+def write_png(name, rgb):
+    mem = gdal.GetDriverByName("MEM").Create("", rgb.shape[1], rgb.shape[0], 3, gdal.GDT_Byte)
+    for i in range(3):
+        mem.GetRasterBand(i + 1).WriteArray(rgb[:, :, i])
+    gdal.GetDriverByName("PNG").CreateCopy(path(name), mem)
+    return path(name)
+
+
+class Segment(unittest.TestCase):
+    """`rsam segment` on a GDAL-written 4-band UTM GeoTIFF: the model sees the
+    bands GDAL holds, stretched as issue 16 says; the mask GeoTIFF and the
+    GeoJSON land on the raster's grid as GDAL reads them."""
+
+    def test_segment_a_gdal_geotiff(self):
+        rng = np.random.default_rng(16)
+        bands = random_bands(rng, gdal.GDT_UInt16, 4, (48, 64))
+        tif = write_raster("scene.tif", bands, gdal.GDT_UInt16, ["COMPRESS=DEFLATE", "TILED=YES",
+                                                                   "BLOCKXSIZE=16", "BLOCKYSIZE=16"])
+        mask_tif, geojson = path("seg.tif"), path("seg.geojson")
+        line = segment("--image", tif, "--bands", "4,3,2", "--point", "30,20,1", "--mask-out", mask_tif,
+                       "--geojson-out", geojson)
+        self.assertTrue(line["georeferenced"])
+        self.assertTrue(0 < line["area"] < 48 * 64, line["area"])
+
+        # The same pixels as a PNG of the numpy stretch of bands 4, 3, 2.
+        rgb = np.stack([stretch_reference(bands[b - 1], None, "percentile") for b in (4, 3, 2)], axis=-1)
+        plain = segment("--image", write_png("scene.png", rgb), "--point", "30,20,1")
+        self.assertEqual(plain["rle"], line["rle"])
+
+        # GDAL reads the mask GeoTIFF on the raster's grid.
+        ds = gdal.Open(mask_tif)
+        self.assertEqual(ds.GetGeoTransform(), tuple(UTM33N))
+        self.assertTrue(ds.GetSpatialRef().IsSame(srs_of(32633)))
+        mask = ds.GetRasterBand(1).ReadAsArray()
+        self.assertEqual(int((mask > 0).sum()), line["area"])
+
+        # GDAL burns the GeoJSON back into exactly that mask.
+        target = write_raster("burn_seg.tif", [np.zeros((48, 64), np.uint8)], gdal.GDT_Byte)
+        subprocess.run(["gdal_rasterize", "-q", "-burn", "1", geojson, target], check=True)
+        np.testing.assert_array_equal(read_band(target, 1), (mask > 0).astype(np.uint8))
+
+        # A click in map units, placed with GDAL's own geotransform.
+        x, y = gdal.ApplyGeoTransform(list(UTM33N), 30, 20)
+        by_map = segment("--image", tif, "--bands", "4,3,2", "--coords", "map", "--point", f"{x},{y},1")
+        self.assertEqual(by_map["rle"], line["rle"])
+
+
 class Errors(unittest.TestCase):
     def test_bad_input_is_a_clear_error(self):
         u16 = write_raster("e.tif", [np.ones((20, 30), np.uint16)] * 2, gdal.GDT_UInt16, ["COMPRESS=DEFLATE"])
