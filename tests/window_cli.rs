@@ -136,6 +136,7 @@ fn a_geotiff_mask_keeps_the_scene_georeferencing() {
         mask_path.to_str().unwrap(),
     ]));
     assert_eq!(line["window"]["windows"], 6);
+    assert_eq!(line["georeferenced"], true);
     let scene = GeoRaster::open(&tif, 1_000_000).unwrap();
     let t = scene.georef().transform.unwrap().0;
     let candidates = line["candidates"].as_array().unwrap();
@@ -168,6 +169,39 @@ fn a_geotiff_mask_keeps_the_scene_georeferencing() {
             "{candidate}"
         );
     }
+    // The same click in map units (10 m pixels from (500000, 4100000)) finds the same.
+    let geojson_path = tmp.path().join("best.geojson");
+    let in_map = json(&rsam(&[
+        "--image",
+        tif.to_str().unwrap(),
+        "--coords",
+        "map",
+        "--point",
+        &format!("{},{},1", t[0] + 20.0 * t[1], t[3] + 12.0 * t[5]),
+        "--window",
+        "16,4",
+        "--geojson-out",
+        geojson_path.to_str().unwrap(),
+    ]));
+    assert_eq!(in_map, line);
+    // --geojson-out: the best mask as one Feature in the raster's CRS.
+    let collection: serde_json::Value = serde_json::from_slice(&std::fs::read(&geojson_path).unwrap()).unwrap();
+    let features = collection["features"].as_array().unwrap();
+    assert_eq!(features.len(), 1);
+    assert_eq!(features[0]["properties"]["area_px"], line["area"]);
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    vertices(&features[0]["geometry"]["coordinates"], &mut xs, &mut ys);
+    let bbox: Vec<f64> = line["bbox"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(xs.iter().copied().fold(f64::MAX, f64::min), t[0] + bbox[0] * t[1]);
+    assert!(collection["crs"]["properties"]["name"]
+        .as_str()
+        .unwrap()
+        .contains("32633"));
     let mask = GeoRaster::open(&mask_path, 1_000_000).unwrap();
     assert_eq!((mask.info().width, mask.info().height), (37, 23));
     assert_eq!(mask.georef().transform, scene.georef().transform);

@@ -96,7 +96,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
 
 /// `--mask-out`: a .tif / .tiff name gets a u8 GeoTIFF with the input's
 /// georeferencing, any other a PNG.
-fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
+pub(super) fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
     let tiff = path
         .extension()
         .and_then(|e| e.to_str())

@@ -12,9 +12,10 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::args::SegmentArgs;
+use super::args::{Coords, SegmentArgs};
 use super::output::{print_json, read_file, write_file};
-use crate::geo::{self, GeoRaster, Georef};
+use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs};
+use crate::image_input::{self, InputImage, RasterOptions};
 use crate::loaded_model::LoadedModel;
 use crate::mask::BinaryMask;
 use crate::window::{
@@ -42,24 +43,61 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     };
     let (outcome, georef) = if is_tiff_file(&args.image)? {
         let raster = GeoRaster::open(&args.image, options.max_pixels)?;
-        let mut source = GeoTiffSource::new(raster, None, None).with_context(|| format!("{}", args.image.display()))?;
+        let (bands, stretch) = (args.raster.bands.clone(), args.raster.stretch);
+        let mut source =
+            GeoTiffSource::new(raster, bands, stretch).with_context(|| format!("{}", args.image.display()))?;
         let georef = source.georef().cloned().unwrap_or_default();
+        let prompt = scene_prompt(prompt, args.coords, &georef)?;
         (run_search(&model, &mut source, &prompt, &search_options)?, georef)
     } else {
-        let bytes = read_file(&args.image)?;
-        let image = crate::preprocess::decode_image(&bytes, options.max_pixels)
+        let raster = RasterOptions {
+            bands: args.raster.bands.clone(),
+            stretch: args.raster.stretch,
+        };
+        let InputImage { image, georef } = image_input::decode(&read_file(&args.image)?, &raster, options.max_pixels)
             .with_context(|| format!("{}", args.image.display()))?;
-        let mut source = ImageSource::new(&image);
+        let prompt = scene_prompt(prompt, args.coords, &georef)?;
         (
-            run_search(&model, &mut source, &prompt, &search_options)?,
-            Georef::default(),
+            run_search(&model, &mut ImageSource::new(&image), &prompt, &search_options)?,
+            georef,
         )
     };
     let mask = outcome.best_mask();
     if let Some(path) = &args.mask_out {
-        write_file(path, &mask_file(path, &mask, &georef)?)?;
+        write_file(path, &super::segment::mask_file(path, &mask, &georef)?)?;
+    }
+    if let Some(path) = &args.geo_output.geojson_out {
+        write_file(path, &geojson(&args, &outcome, &mask, &georef)?)?;
     }
     print_json(&summary(&outcome, &mask, &georef)?)
+}
+
+/// Points and a box in map units (`--coords map`) moved into scene pixels.
+fn scene_prompt(prompt: Prompt, coords: Coords, georef: &Georef) -> anyhow::Result<Prompt> {
+    Ok(match coords {
+        Coords::Pixel => prompt,
+        Coords::Map => image_input::prompt_from_map(prompt, georef).context("--coords map")?,
+    })
+}
+
+/// `--geojson-out`: the best candidate's mask as `rsam segment` writes one.
+fn geojson(args: &SegmentArgs, outcome: &SearchOutcome, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
+    let crs = match args.geo_output.wgs84 {
+        true => OutputCrs::Wgs84,
+        false => OutputCrs::Raster,
+    };
+    let best = outcome.best();
+    let feature = MaskFeature {
+        mask: &mask.data,
+        width: mask.width,
+        height: mask.height,
+        text: args.text.as_deref(),
+        result_id: None,
+        iou_prediction: best.map_or(0.0, |c| c.iou),
+        object_score_logit: best.map_or(f32::NEG_INFINITY, |c| c.object_score_logit),
+        object_present: best.is_some_and(|c| c.object_present()),
+    };
+    Ok(geo::feature_collection_bytes(&[feature], georef, crs)?)
 }
 
 /// Flags that belong to one model input have no meaning across windows.
@@ -114,19 +152,6 @@ fn is_tiff_file(path: &Path) -> anyhow::Result<bool> {
     Ok(geo::is_tiff(&head[..n]))
 }
 
-/// `--mask-out`: a .tif / .tiff name gets a u8 GeoTIFF with the scene's
-/// georeferencing, any other a PNG.
-fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
-    let tiff = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"));
-    Ok(match tiff {
-        true => geo::mask_geotiff_bytes(&mask.data, mask.width, mask.height, georef)?,
-        false => mask.to_png(),
-    })
-}
-
 /// The JSON line: the best candidate's fields as `rsam segment` prints a
 /// mask's (an empty mask and no object when nothing was found), the grid,
 /// and the top-k candidates.
@@ -139,6 +164,7 @@ fn summary(outcome: &SearchOutcome, mask: &BinaryMask, georef: &Georef) -> anyho
         "object_score_logit": best.map(|c| c.object_score_logit),
         "object_present": best.is_some_and(|c| c.object_present()),
         "iou_prediction": best.map(|c| c.iou),
+        "georeferenced": georef.is_georeferenced(),
         "area": mask.area(),
         "bbox": mask.bbox(),
         "rle": mask.to_rle(),
