@@ -93,29 +93,60 @@ pub fn decode(bytes: &[u8], options: &RasterOptions, max_pixels: u64) -> Result<
     }
 }
 
-/// A prompt whose points and box are in the raster's map units, with its
-/// points and box moved to image pixels through the inverse of the
-/// raster's transform (a box becomes the pixel box around its corners).
-/// An image without georeferencing has no map units: an error naming why.
-pub fn prompt_from_map(prompt: Prompt, georef: &Georef) -> Result<Prompt> {
-    let points = prompt
-        .points
-        .iter()
-        .map(|p| {
-            let (x, y) = georef.pixel_from_map(p.x as f64, p.y as f64)?;
-            Ok(Point {
-                x: x as f32,
-                y: y as f32,
-                label: p.label,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let bbox = match prompt.bbox {
-        Some(b) => {
-            let [x0, y0, x1, y1] = georef.pixel_box_from_map(b.map(f64::from))?;
-            Some([x0 as f32, y0 as f32, x1 as f32, y1 as f32])
+/// A prompt with its points and box as they were sent, in f64. A prompt
+/// holds f32 image pixels, which is plenty for pixels but not for map
+/// units: a UTM northing of 4,500,000 m is only exact to 0.5 m in f32, a
+/// pixel and more of sub-metre imagery. Map units go to pixels from these.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentPrompt {
+    pub prompt: Prompt,
+    /// `[x, y]` of each of `prompt.points`, in order.
+    pub points: Vec<[f64; 2]>,
+    pub bbox: Option<[f64; 4]>,
+}
+
+impl SentPrompt {
+    /// A prompt whose coordinates were sent as the f32 it holds.
+    pub fn exact(prompt: Prompt) -> Self {
+        let points = prompt.points.iter().map(|p| [f64::from(p.x), f64::from(p.y)]).collect();
+        let bbox = prompt.bbox.map(|b| b.map(f64::from));
+        Self { prompt, points, bbox }
+    }
+
+    /// The prompt in image pixels: as it is for `Coords::Pixel`; for
+    /// `Coords::Map` its points and box moved from the raster's map units
+    /// through the inverse of its transform (a box becomes the pixel box
+    /// around its corners). An image without georeferencing has no map
+    /// units: an error naming why.
+    pub fn into_pixels(self, coords: Coords, georef: &Georef) -> Result<Prompt> {
+        if coords == Coords::Pixel {
+            return Ok(self.prompt);
         }
-        None => None,
-    };
-    Ok(Prompt { points, bbox, ..prompt })
+        let points = self
+            .prompt
+            .points
+            .iter()
+            .zip(&self.points)
+            .map(|(p, &[x, y])| {
+                let (x, y) = georef.pixel_from_map(x, y)?;
+                Ok(Point {
+                    x: x as f32,
+                    y: y as f32,
+                    label: p.label,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bbox = match self.bbox {
+            Some(b) => {
+                let [x0, y0, x1, y1] = georef.pixel_box_from_map(b)?;
+                Some([x0 as f32, y0 as f32, x1 as f32, y1 as f32])
+            }
+            None => None,
+        };
+        Ok(Prompt {
+            points,
+            bbox,
+            ..self.prompt
+        })
+    }
 }

@@ -205,3 +205,51 @@ fn every_geo_flag_error_names_the_problem() {
     }
     assert!(!out.exists(), "no output file after a failure");
 }
+
+#[test]
+fn map_units_keep_their_digits_until_they_become_pixels() {
+    // 0.5 m pixels from (500000 E, 4100000 N): in f32 a northing near 4.1e6
+    // is only exact to 0.25 m, half a pixel here. Sent as f64, the click
+    // lands where the same click in pixels does.
+    let tif = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geo/f64_striped_lzw_bigtiff.tif");
+    let dir = tempfile::tempdir().unwrap();
+    let (by_pixel, by_map) = (dir.path().join("p.npy"), dir.path().join("m.npy"));
+    json_line(&rsam(&[
+        "--image",
+        path(&tif),
+        "--point",
+        "18.3,11.3,1",
+        "--logits-out",
+        path(&by_pixel),
+    ]));
+    json_line(&rsam(&[
+        "--image",
+        path(&tif),
+        "--coords",
+        "map",
+        "--point",
+        "500009.15,4099994.35,1",
+        "--logits-out",
+        path(&by_map),
+    ]));
+    let read = |p: &Path| rsam::npy::read_f32(&std::fs::read(p).unwrap()).unwrap().1;
+    let (a, b) = (read(&by_pixel), read(&by_map));
+    let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(d < 1e-5, "the map click moved: logits differ by {d}");
+    // Where the click lands when narrowed to f32 first (row 11.5, not
+    // 11.3) gives other logits: the comparison above can tell them apart.
+    let narrowed_row = (4_100_000.0 - f64::from("4099994.35".parse::<f32>().unwrap())) / 0.5;
+    assert_eq!(narrowed_row, 11.5);
+    let off = dir.path().join("o.npy");
+    json_line(&rsam(&[
+        "--image",
+        path(&tif),
+        "--point",
+        "18.3,11.5,1",
+        "--logits-out",
+        path(&off),
+    ]));
+    let c = read(&off);
+    let d = a.iter().zip(&c).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(d > 1e-3, "half a pixel should show in the logits ({d})");
+}

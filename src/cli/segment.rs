@@ -7,10 +7,10 @@ use serde_json::{json, Value};
 
 use std::path::Path;
 
-use super::args::{Coords, SegmentArgs};
+use super::args::SegmentArgs;
 use super::output::{print_json, read_file, write_file};
 use crate::geo::{self, Georef, MaskFeature, OutputCrs};
-use crate::image_input::{self, InputImage, RasterOptions};
+use crate::image_input::{self, InputImage, RasterOptions, SentPrompt};
 use crate::loaded_model::LoadedModel;
 use crate::mask::BinaryMask;
 use crate::npy;
@@ -48,16 +48,17 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let prompt = Prompt {
-        text: args.text.clone(),
-        points: args.points.clone(),
+    let prompt = SentPrompt {
+        points: args.points.iter().map(|p| [p.x, p.y]).collect(),
         bbox: args.bbox,
-        mask_input,
+        prompt: Prompt {
+            text: args.text.clone(),
+            points: args.points.iter().map(|p| p.to_point()).collect(),
+            bbox: args.bbox.map(|b| b.map(|v| v as f32)),
+            mask_input,
+        },
     };
-    let prompt = match args.coords {
-        Coords::Pixel => prompt,
-        Coords::Map => image_input::prompt_from_map(prompt, &georef).context("--coords map")?,
-    };
+    let prompt = prompt.into_pixels(args.coords, &georef).context("--coords map")?;
     let prompt = model.check_prompt(prompt, image.width, image.height)?;
     if let Some(path) = &args.input_out {
         let s = model.image_size();

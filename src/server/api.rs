@@ -7,7 +7,7 @@
 //! wrong maps to a specific [`ErrorCode`].
 
 use crate::geo::{OutputCrs, Stretch};
-use crate::image_input::{Coords, RasterOptions};
+use crate::image_input::{Coords, RasterOptions, SentPrompt};
 use crate::mask::rle::Rle;
 use crate::{Point, Prompt};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -80,7 +80,9 @@ pub struct SegmentJson {
     pub mask_input: Option<String>,
     pub queries: Option<Vec<QueryJson>>,
     pub outputs: Option<Vec<String>>,
-    pub bands: Option<Vec<u16>>,
+    /// Numbers, checked to be band numbers in [`parse_raster`] (JSON has
+    /// no integer type: `3.0` is band 3).
+    pub bands: Option<Vec<f64>>,
     pub stretch: Option<String>,
     pub coords: Option<String>,
     pub crs: Option<String>,
@@ -106,7 +108,7 @@ pub struct RefineJson {
 #[serde(deny_unknown_fields)]
 pub struct ImageJson {
     pub image: String,
-    pub bands: Option<Vec<u16>>,
+    pub bands: Option<Vec<f64>>,
     pub stretch: Option<String>,
 }
 
@@ -122,7 +124,7 @@ pub struct RawSegment {
     pub mask_input: Option<Vec<u8>>,
     pub queries: Option<Vec<QueryJson>>,
     pub outputs: Option<Vec<String>>,
-    pub bands: Option<Vec<u16>>,
+    pub bands: Option<Vec<f64>>,
     pub stretch: Option<String>,
     pub coords: Option<String>,
     pub crs: Option<String>,
@@ -225,7 +227,8 @@ pub struct SegmentRequest {
     pub image: ImageSource,
     /// How a TIFF becomes RGB (bands, stretch).
     pub raster: RasterOptions,
-    pub prompts: Vec<Prompt>,
+    /// Points and boxes in the units of `geometry.coords`.
+    pub prompts: Vec<SentPrompt>,
     pub outputs: Outputs,
     pub geometry: Geometry,
 }
@@ -268,8 +271,19 @@ impl Geometry {
     }
 }
 
+/// One 1-based band number.
+fn band_number(n: f64) -> Result<u16, ApiError> {
+    if n.fract() == 0.0 && (1.0..=f64::from(u16::MAX)).contains(&n) {
+        return Ok(n as u16);
+    }
+    Err(ApiError::invalid_request(format!(
+        "bands: {n} is not a band number (1-based integers, as GDAL numbers bands)"
+    )))
+}
+
 /// `bands` and `stretch` of a request.
-pub fn parse_raster(bands: Option<Vec<u16>>, stretch: Option<&str>) -> Result<RasterOptions, ApiError> {
+pub fn parse_raster(bands: Option<Vec<f64>>, stretch: Option<&str>) -> Result<RasterOptions, ApiError> {
+    let bands = bands.map(|b| b.iter().map(|&n| band_number(n)).collect()).transpose()?;
     let stretch = stretch
         .map(|s| s.parse::<Stretch>())
         .transpose()
@@ -278,12 +292,11 @@ pub fn parse_raster(bands: Option<Vec<u16>>, stretch: Option<&str>) -> Result<Ra
 }
 
 /// A checked refine request: new clicks and an optional new box for an
-/// earlier result.
+/// earlier result (a prompt of points and box only).
 #[derive(Debug, Clone)]
 pub struct RefineRequest {
     pub result_id: String,
-    pub points: Vec<Point>,
-    pub bbox: Option<[f32; 4]>,
+    pub new: SentPrompt,
     pub outputs: Outputs,
     pub geometry: Geometry,
 }
@@ -293,8 +306,7 @@ impl RefineRequest {
         Ok(Self {
             outputs: Outputs::parse(json.outputs.as_deref())?,
             geometry: Geometry::parse(json.coords.as_deref(), json.crs.as_deref(), json.multimask)?,
-            points: parse_points(json.points.as_deref().unwrap_or_default(), limits.max_points)?,
-            bbox: json.bbox.as_deref().map(parse_box).transpose()?,
+            new: build_prompt(None, json.points, json.bbox, None, limits)?,
             result_id: json.result_id,
         })
     }
@@ -329,7 +341,7 @@ impl SegmentRequest {
     }
 }
 
-fn prompts_of(raw: RawSegment, limits: &Limits) -> Result<Vec<Prompt>, ApiError> {
+fn prompts_of(raw: RawSegment, limits: &Limits) -> Result<Vec<SentPrompt>, ApiError> {
     let Some(queries) = raw.queries.as_ref() else {
         if !raw.has_prompt() {
             return Err(no_prompt());
@@ -365,7 +377,7 @@ fn prompts_of(raw: RawSegment, limits: &Limits) -> Result<Vec<Prompt>, ApiError>
         .collect()
 }
 
-fn query_prompt(q: &QueryJson, limits: &Limits) -> Result<Prompt, ApiError> {
+fn query_prompt(q: &QueryJson, limits: &Limits) -> Result<SentPrompt, ApiError> {
     if q.text.is_none() && q.points.is_none() && q.bbox.is_none() && q.mask_input.is_none() {
         return Err(no_prompt());
     }
@@ -394,18 +406,25 @@ fn build_prompt(
     bbox: Option<Vec<f64>>,
     mask_input: Option<Vec<u8>>,
     limits: &Limits,
-) -> Result<Prompt, ApiError> {
-    let points = parse_points(points.as_deref().unwrap_or_default(), limits.max_points)?;
+) -> Result<SentPrompt, ApiError> {
+    let sent = points.as_deref().unwrap_or_default();
+    let points = parse_points(sent, limits.max_points)?;
+    let sent_box = bbox.as_deref().unwrap_or_default();
     let bbox = bbox.as_deref().map(parse_box).transpose()?;
     let mask_input = mask_input
         .as_deref()
         .map(|npy| parse_mask_input(npy, limits.low_res_size))
         .transpose()?;
-    Ok(Prompt {
-        text,
-        points,
-        bbox,
-        mask_input,
+    Ok(SentPrompt {
+        // parse_points checked that every point has three numbers.
+        points: sent.iter().map(|p| [p[0], p[1]]).collect(),
+        bbox: bbox.map(|_| [0, 1, 2, 3].map(|i| sent_box[i])),
+        prompt: Prompt {
+            text,
+            points,
+            bbox,
+            mask_input,
+        },
     })
 }
 

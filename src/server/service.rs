@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::geo::Georef;
-use crate::image_input::{self, Coords, RasterOptions};
+use crate::image_input::{self, Coords, RasterOptions, SentPrompt};
 use crate::loaded_model::LoadedModel;
 use crate::model_kind::ModelKind;
 use crate::predictor::{CheckedPrompt, ModelImage};
@@ -219,19 +219,14 @@ impl Service {
                 ),
             )
         })?;
-        let new = Prompt {
-            points: req.points,
-            bbox: req.bbox,
-            ..Default::default()
-        };
         let lookup = self.cache.lookup(&stored.image_key);
         // The new clicks in map units become pixels with the image's own
         // transform; the stored ones are pixels already.
-        let new = match (req.geometry.coords, &lookup) {
-            (Coords::Pixel, _) => new,
-            (Coords::Map, Lookup::Hit(image)) => image_input::prompt_from_map(new, &image.georef)?,
-            (Coords::Map, Lookup::Pending(waiter)) => image_input::prompt_from_map(new, &waiter.georef)?,
-            (Coords::Map, Lookup::Absent) => new,
+        let new = match (&lookup, req.geometry.coords) {
+            (Lookup::Hit(image), coords) => req.new.into_pixels(coords, &image.georef)?,
+            (Lookup::Pending(waiter), coords) => req.new.into_pixels(coords, &waiter.georef)?,
+            // Not cached: answered 404 below, whatever the units.
+            (Lookup::Absent, _) => req.new.prompt,
         };
         let prompt = stored.refined_prompt(&new.points, new.bbox);
         if prompt.points.len() > self.limits.max_points {
@@ -249,7 +244,13 @@ impl Service {
             ..req.geometry
         };
         let found = self
-            .found_or_absent(&stored.image_key, lookup, vec![prompt], geometry, &mut t)
+            .found_or_absent(
+                &stored.image_key,
+                lookup,
+                vec![SentPrompt::exact(prompt)],
+                geometry,
+                &mut t,
+            )
             .await?;
         let resolved = self.finish(found).await?;
         self.respond(resolved, req.outputs, req.geometry, deadline, t, start)
@@ -290,7 +291,7 @@ impl Service {
         &self,
         source: ImageSource,
         raster: &RasterOptions,
-        prompts: Vec<Prompt>,
+        prompts: Vec<SentPrompt>,
         geometry: Geometry,
         deadline: Instant,
         t: &mut Timings,
@@ -315,7 +316,7 @@ impl Service {
         &self,
         key: &str,
         lookup: Lookup,
-        prompts: Vec<Prompt>,
+        prompts: Vec<SentPrompt>,
         geometry: Geometry,
         t: &mut Timings,
     ) -> Result<Found, ApiError> {
@@ -364,7 +365,7 @@ impl Service {
         bytes: Bytes,
         claimed_id: Option<String>,
         raster: &RasterOptions,
-        prompts: Vec<Prompt>,
+        prompts: Vec<SentPrompt>,
         geometry: Geometry,
         deadline: Instant,
         t: &mut Timings,
@@ -425,7 +426,7 @@ impl Service {
     /// tokenised on the blocking pool, so a huge one cannot stall the runtime.
     async fn check(
         &self,
-        prompts: Vec<Prompt>,
+        prompts: Vec<SentPrompt>,
         width: u32,
         height: u32,
         georef: &Georef,
@@ -433,7 +434,11 @@ impl Service {
         t: &mut Timings,
     ) -> Result<Vec<CheckedPrompt>, ApiError> {
         let start = Instant::now();
-        let text_bytes: usize = prompts.iter().filter_map(|p| p.text.as_ref()).map(String::len).sum();
+        let text_bytes: usize = prompts
+            .iter()
+            .filter_map(|p| p.prompt.text.as_ref())
+            .map(String::len)
+            .sum();
         let result = if text_bytes > INLINE_TEXT_BYTES {
             let (model, georef) = (self.model.clone(), georef.clone());
             self.blocking(move || check_all(&model, prompts, width, height, &georef, geometry.coords))
@@ -562,7 +567,7 @@ impl Service {
 /// error names the query.
 fn check_all(
     model: &LoadedModel,
-    prompts: Vec<Prompt>,
+    prompts: Vec<SentPrompt>,
     width: u32,
     height: u32,
     georef: &Georef,
@@ -580,10 +585,7 @@ fn check_all(
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
-            let p = match coords {
-                Coords::Pixel => p,
-                Coords::Map => image_input::prompt_from_map(p, georef).map_err(|e| in_query(i, e))?,
-            };
+            let p = p.into_pixels(coords, georef).map_err(|e| in_query(i, e))?;
             model.check_prompt(p, width, height).map_err(|e| in_query(i, e))
         })
         .collect()

@@ -23,10 +23,10 @@ pub struct SegmentArgs {
     pub text: Option<String>,
     /// A click X,Y,LABEL in image pixels, or map units with --coords map (label 1 positive, 0 negative); repeatable.
     #[arg(long = "point", value_parser = parse_point)]
-    pub points: Vec<Point>,
+    pub points: Vec<PointArg>,
     /// A box X0,Y0,X1,Y1 in image pixels, or map units with --coords map.
     #[arg(long = "box", value_parser = parse_box)]
-    pub bbox: Option<[f32; 4]>,
+    pub bbox: Option<[f64; 4]>,
     /// Earlier low-resolution logits (.npy, S/4 x S/4 float32) as the mask prompt.
     #[arg(long)]
     pub mask_input: Option<PathBuf>,
@@ -53,14 +53,14 @@ pub struct SegmentArgs {
 }
 
 /// `N` comma-separated finite numbers.
-fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f32; N], String> {
+fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f64; N], String> {
     let parts: Vec<&str> = s.split(',').map(str::trim).collect();
     if parts.len() != N {
         return Err(format!("{what} needs {N} comma-separated numbers, got {s:?}"));
     }
-    let mut out = [0f32; N];
+    let mut out = [0f64; N];
     for (o, p) in out.iter_mut().zip(&parts) {
-        *o = p.parse::<f32>().map_err(|_| format!("{what}: {p:?} is not a number"))?;
+        *o = p.parse::<f64>().map_err(|_| format!("{what}: {p:?} is not a number"))?;
         if !o.is_finite() {
             return Err(format!("{what}: {p:?} is not a finite number"));
         }
@@ -68,20 +68,40 @@ fn parse_floats<const N: usize>(s: &str, what: &str) -> Result<[f32; N], String>
     Ok(out)
 }
 
-fn parse_point(s: &str) -> Result<Point, String> {
+/// A `--point` as typed: f64, so that map units keep their digits until
+/// they become pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PointArg {
+    pub x: f64,
+    pub y: f64,
+    pub label: u8,
+}
+
+impl PointArg {
+    /// The point in f32 image pixels, as the model takes it.
+    pub fn to_point(self) -> Point {
+        Point {
+            x: self.x as f32,
+            y: self.y as f32,
+            label: self.label,
+        }
+    }
+}
+
+fn parse_point(s: &str) -> Result<PointArg, String> {
     let [x, y, label] = parse_floats::<3>(s, "--point X,Y,LABEL")?;
     if label != 0.0 && label != 1.0 {
         return Err(format!(
             "--point label must be 1 (positive) or 0 (negative), got {label}"
         ));
     }
-    Ok(Point {
+    Ok(PointArg {
         x,
         y,
         label: label as u8,
     })
 }
 
-fn parse_box(s: &str) -> Result<[f32; 4], String> {
+fn parse_box(s: &str) -> Result<[f64; 4], String> {
     parse_floats::<4>(s, "--box X0,Y0,X1,Y1")
 }
