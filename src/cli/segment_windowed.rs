@@ -12,10 +12,10 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
-use super::args::{Coords, SegmentArgs};
+use super::args::SegmentArgs;
 use super::output::{print_json, read_file, write_file};
 use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs};
-use crate::image_input::{self, InputImage, RasterOptions};
+use crate::image_input::{self, InputImage, RasterOptions, SentPrompt};
 use crate::loaded_model::LoadedModel;
 use crate::mask::BinaryMask;
 use crate::window::{
@@ -35,11 +35,15 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         batch: args.window.window_batch,
         ..SearchOptions::default()
     };
-    let prompt = Prompt {
-        text: args.text.clone(),
-        points: args.points.clone(),
+    let prompt = SentPrompt {
+        points: args.points.iter().map(|p| [p.x, p.y]).collect(),
         bbox: args.bbox,
-        mask_input: None,
+        prompt: Prompt {
+            text: args.text.clone(),
+            points: args.points.iter().map(|p| p.to_point()).collect(),
+            bbox: args.bbox.map(|b| b.map(|v| v as f32)),
+            mask_input: None,
+        },
     };
     let (outcome, georef) = if is_tiff_file(&args.image)? {
         let raster = GeoRaster::open(&args.image, options.max_pixels)?;
@@ -47,7 +51,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         let mut source =
             GeoTiffSource::new(raster, bands, stretch).with_context(|| format!("{}", args.image.display()))?;
         let georef = source.georef().cloned().unwrap_or_default();
-        let prompt = scene_prompt(prompt, args.coords, &georef)?;
+        let prompt = prompt.into_pixels(args.coords, &georef).context("--coords map")?;
         (run_search(&model, &mut source, &prompt, &search_options)?, georef)
     } else {
         let raster = RasterOptions {
@@ -56,7 +60,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         };
         let InputImage { image, georef } = image_input::decode(&read_file(&args.image)?, &raster, options.max_pixels)
             .with_context(|| format!("{}", args.image.display()))?;
-        let prompt = scene_prompt(prompt, args.coords, &georef)?;
+        let prompt = prompt.into_pixels(args.coords, &georef).context("--coords map")?;
         (
             run_search(&model, &mut ImageSource::new(&image), &prompt, &search_options)?,
             georef,
@@ -70,14 +74,6 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         write_file(path, &geojson(&args, &outcome, &mask, &georef)?)?;
     }
     print_json(&summary(&outcome, &mask, &georef)?)
-}
-
-/// Points and a box in map units (`--coords map`) moved into scene pixels.
-fn scene_prompt(prompt: Prompt, coords: Coords, georef: &Georef) -> anyhow::Result<Prompt> {
-    Ok(match coords {
-        Coords::Pixel => prompt,
-        Coords::Map => image_input::prompt_from_map(prompt, georef).context("--coords map")?,
-    })
 }
 
 /// `--geojson-out`: the best candidate's mask as `rsam segment` writes one.
