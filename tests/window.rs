@@ -21,8 +21,8 @@ use rsam::predictor::{EncodedImage, ModelImage};
 use rsam::preprocess::Rgb8Image;
 use rsam::risors::Dataset;
 use rsam::window::{
-    crop, search, FnFeatures, GeoTiffSource, ImageSource, ModelFeatures, SearchOptions, WindowError, WindowFeatures,
-    WindowGrid, WindowSource, WindowSpec,
+    crop, encode_windows, search, FnFeatures, GeoTiffSource, ImageSource, ModelFeatures, SearchOptions, WindowError,
+    WindowFeatures, WindowGrid, WindowSource, WindowSpec,
 };
 use rsam::{LoadOptions, Point, Prompt};
 
@@ -453,9 +453,20 @@ fn a_caller_cache_given_as_closures_serves_later_searches() {
             &mut |_| {},
         )
     };
-    let first = run("the airplane", &mut features).unwrap();
-    assert_eq!((first.grid.len(), first.encoded), (6, 6));
+    // Pre-encoding (what /v1/images with a window does): every window once.
+    let mut heard = Vec::new();
+    let (grid, encoded) = encode_windows(
+        &model,
+        &mut ImageSource::new(&scene),
+        &options,
+        &mut features,
+        &mut |p| heard.push(p.done),
+    )
+    .unwrap();
+    assert_eq!((grid.len(), encoded, heard), (6, 6, vec![4, 6]));
     assert_eq!(*encoder_runs.borrow(), 2, "6 windows in batches of 4");
+    let first = run("the airplane", &mut features).unwrap();
+    assert_eq!((first.grid.len(), first.encoded), (6, 0));
     let second = run("the ship", &mut features).unwrap();
     assert_eq!((second.searched.len(), second.encoded), (6, 0));
     assert_eq!(*encoder_runs.borrow(), 2);

@@ -21,5 +21,5 @@ pub use grid::{window_prompt, WindowGrid, WindowSpec, DEFAULT_MAX_WINDOWS, MIN_W
 pub use merge::{merge_candidates, rank_order, SceneCandidate, WindowCandidate, DEFAULT_MERGE_IOU};
 pub use piece::{intersection, MaskPiece};
 pub use report::{candidate_reports, CandidateReport};
-pub use search::{search, SearchOptions, SearchOutcome, SearchProgress, DEFAULT_BATCH, DEFAULT_TOP_K};
+pub use search::{encode_windows, search, SearchOptions, SearchOutcome, SearchProgress, DEFAULT_BATCH, DEFAULT_TOP_K};
 pub use source::{crop, GeoTiffSource, ImageSource, WindowSource};

@@ -154,6 +154,37 @@ pub fn search(
     })
 }
 
+/// Reads and encodes every window of `source` not yet in `features` (what
+/// `/v1/images` with a `window` does, so that later sentences on the scene
+/// are decode-only); gives the grid and the number of windows encoded.
+/// `progress` hears after each batch.
+///
+/// # Errors
+///
+/// The grid's errors, the source's and the model's.
+pub fn encode_windows(
+    model: &LoadedModel,
+    source: &mut dyn WindowSource,
+    options: &SearchOptions,
+    features: &mut dyn WindowFeatures,
+    progress: &mut dyn FnMut(SearchProgress),
+) -> Result<(WindowGrid, usize), WindowError> {
+    let grid = options.plan(model, source.width(), source.height())?;
+    let mut state = SearchProgress {
+        done: 0,
+        total: grid.len(),
+        encoded: 0,
+    };
+    let all: Vec<(usize, Window)> = grid.windows.iter().copied().enumerate().collect();
+    for windows in all.chunks(options.batch.max(1)) {
+        let (_, encoded) = window_features(model, source, features, windows)?;
+        state.done += windows.len();
+        state.encoded += encoded;
+        progress(state);
+    }
+    Ok((grid, state.encoded))
+}
+
 /// The windows a prompt is searched in, after checking it against the
 /// whole scene.
 fn windows_to_search(model: &LoadedModel, grid: &WindowGrid, prompt: &Prompt) -> Result<Vec<usize>, WindowError> {
