@@ -38,6 +38,7 @@ pub mod synth;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;
+pub mod window;
 
 pub use config::RsamConfig;
 pub use error::{Result, RsamError};

@@ -10,6 +10,7 @@ mod geo;
 mod inspect;
 pub mod output;
 mod segment;
+mod segment_windowed;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -18,6 +18,12 @@ use crate::predictor::Prediction;
 use crate::Prompt;
 
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
+    if args.window.window.is_some() {
+        return super::segment_windowed::run(args);
+    }
+    if let Some(flag) = args.window.stray_flag() {
+        bail!("{flag} needs --window");
+    }
     let options = args.device.load_options()?;
     let model_dir = args.model.clone().unwrap_or_else(crate::predictor::default_model_dir);
     let model = LoadedModel::load(&model_dir, &options)?;
@@ -91,7 +97,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
 
 /// `--mask-out`: a .tif / .tiff name gets a u8 GeoTIFF with the input's
 /// georeferencing, any other a PNG.
-fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
+pub(super) fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
     let tiff = path
         .extension()
         .and_then(|e| e.to_str())

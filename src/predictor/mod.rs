@@ -9,6 +9,7 @@
 //! prompts (texts of different lengths, different numbers of clicks, with or
 //! without mask prompts) as one batch and gives what each gives alone.
 
+mod across;
 mod encoded;
 mod options;
 mod prediction;
@@ -227,20 +228,7 @@ impl Rsam {
         }
         let batch = self.prepare_batch(image, prompts)?;
         let out = self.model.decode(&image.embeddings, &batch)?;
-        let side = self.low_res_size();
-        let logits: Vec<f32> = out.low_res_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let ious: Vec<f32> = out.iou.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let scores: Vec<f32> = out.object_score_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        Ok((0..prompts.len())
-            .map(|i| Prediction {
-                low_res_logits: logits[i * side * side..(i + 1) * side * side].to_vec(),
-                low_res_size: side,
-                iou: ious[i],
-                object_score_logit: scores[i],
-                logit_limit: None,
-                candidates: Vec::new(),
-            })
-            .collect())
+        self.predictions(&out, prompts.len())
     }
 
     /// Turns validated prompts into model-space tensors: coordinates scaled

@@ -12,6 +12,7 @@ mod segment;
 mod serve;
 mod synth;
 mod train;
+mod window;
 
 pub use bench::BenchArgs;
 pub use convert::ConvertArgs;
@@ -26,3 +27,4 @@ pub use segment::SegmentArgs;
 pub use serve::{LogFormat, ServeArgs};
 pub use synth::{SynthArgs, DEFAULT_SPLITS};
 pub use train::TrainArgs;
+pub use window::WindowArgs;

@@ -47,6 +47,8 @@ pub struct SegmentArgs {
     #[arg(long)]
     pub multimask: bool,
     #[command(flatten)]
+    pub window: super::WindowArgs,
+    #[command(flatten)]
     pub device: DeviceArgs,
 }
 

@@ -1,0 +1,25 @@
+//! Scenes larger than the model: a windowed search (issue 17). The scene is
+//! cut into overlapping windows of source pixels ([`WindowGrid`]), each
+//! window read when it is needed ([`WindowSource`]), encoded in batches or
+//! taken from a cache ([`WindowFeatures`]), the prompt decoded in every
+//! window, and what the windows found merged into objects of the scene and
+//! ranked ([`merge_candidates`]): the answer is where in the scene the
+//! prompt fits best, its mask at full scene resolution.
+
+mod error;
+mod features;
+mod grid;
+mod merge;
+mod piece;
+mod report;
+mod search;
+mod source;
+
+pub use error::WindowError;
+pub use features::{FnFeatures, ModelFeatures, WindowFeatures};
+pub use grid::{window_prompt, WindowGrid, WindowSpec, DEFAULT_MAX_WINDOWS, MIN_WINDOW_SIZE};
+pub use merge::{merge_candidates, rank_order, SceneCandidate, WindowCandidate, DEFAULT_MERGE_IOU};
+pub use piece::{intersection, MaskPiece};
+pub use report::{candidate_reports, CandidateReport};
+pub use search::{encode_windows, search, SearchOptions, SearchOutcome, SearchProgress, DEFAULT_BATCH, DEFAULT_TOP_K};
+pub use source::{crop, GeoTiffSource, ImageSource, WindowSource};
