@@ -17,6 +17,8 @@ use crate::weights::LoadReport;
 use crate::{Result, RsamError};
 
 /// A loaded model directory.
+// One per process: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LoadedModel {
     Rsam(Rsam),

@@ -228,9 +228,8 @@ impl Rsam {
         let batch = self.prepare_batch(image, prompts)?;
         let out = self.model.decode(&image.embeddings, &batch)?;
         let side = self.low_res_size();
-        let logits: Vec<f32> = out.low_res_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let ious: Vec<f32> = out.iou.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let scores: Vec<f32> = out.object_score_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let [logits, ious, scores] =
+            crate::device::host_read::to_host_f32([&out.low_res_logits, &out.iou, &out.object_score_logits])?;
         Ok((0..prompts.len())
             .map(|i| Prediction {
                 low_res_logits: logits[i * side * side..(i + 1) * side * side].to_vec(),
