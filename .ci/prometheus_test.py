@@ -61,7 +61,7 @@ CONTRACT = {
     "rsam_queue_depth": ("gauge", set()),
     "rsam_inflight_requests": ("gauge", set()),
     "rsam_batch_size": ("histogram", set()),
-    "rsam_model_info": ("gauge", {"model", "device", "dtype"}),
+    "rsam_model_info": ("gauge", {"model", "kind", "device", "dtype"}),
 }
 STAGES = {"image_decode", "encode", "text", "decode", "postprocess"}
 
@@ -512,7 +512,7 @@ def main() -> int:
             "4xx answers counted (400, 404, 405, 422)": 'count(rsam_http_requests_total{status=~"400|404|405|422"}) >= 4',
             "unknown routes counted as route=\"unmatched\"": 'rsam_http_requests_total{route="unmatched",status="404"}',
             "refines counted": 'rsam_http_requests_total{route="/v1/refine",status="200"} >= 3',
-            "model info": 'rsam_model_info{device="cpu",dtype="f32"} == 1',
+            "model info": 'rsam_model_info{kind="rsam",device="cpu",dtype="f32"} == 1',
         }
         for what, expr in facts.items():
             if not prom_query(prom_url, expr):

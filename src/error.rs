@@ -55,6 +55,11 @@ pub enum RsamError {
         source: std::io::Error,
     },
 
+    /// A GeoTIFF that cannot be read, or a georeferenced output that cannot
+    /// be made (the variant names which).
+    #[error(transparent)]
+    Geo(#[from] crate::geo::GeoError),
+
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

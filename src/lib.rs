@@ -22,6 +22,7 @@ pub mod device;
 pub mod error;
 pub mod eval;
 pub mod geo;
+pub mod image_input;
 pub mod kernels;
 pub mod loaded_model;
 pub mod mask;

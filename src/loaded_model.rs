@@ -21,8 +21,10 @@ use crate::{Result, RsamError};
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LoadedModel {
-    Rsam(Rsam),
-    Sam2(Sam2Predictor),
+    // Boxed: an RSAM predictor (BERT, the guidance module) is twice the
+    // size of a SAM 2 one, and the enum is moved around by value.
+    Rsam(Box<Rsam>),
+    Sam2(Box<Sam2Predictor>),
 }
 
 impl LoadedModel {
@@ -31,8 +33,8 @@ impl LoadedModel {
     /// errors, which name the problem).
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Self> {
         match ModelKind::of_dir(dir).unwrap_or_default() {
-            ModelKind::Rsam => Ok(Self::Rsam(Rsam::load(dir, options)?)),
-            ModelKind::Sam2 => Ok(Self::Sam2(Sam2Predictor::load(dir, options)?)),
+            ModelKind::Rsam => Ok(Self::Rsam(Box::new(Rsam::load(dir, options)?))),
+            ModelKind::Sam2 => Ok(Self::Sam2(Box::new(Sam2Predictor::load(dir, options)?))),
         }
     }
 

@@ -5,8 +5,12 @@
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use super::args::SegmentArgs;
+use std::path::Path;
+
+use super::args::{Coords, SegmentArgs};
 use super::output::{print_json, read_file, write_file};
+use crate::geo::{self, Georef, MaskFeature, OutputCrs};
+use crate::image_input::{self, InputImage, RasterOptions};
 use crate::loaded_model::LoadedModel;
 use crate::mask::BinaryMask;
 use crate::npy;
@@ -24,7 +28,11 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         );
     }
     let bytes = read_file(&args.image)?;
-    let image = crate::preprocess::decode_image(&bytes, options.max_pixels)
+    let raster = RasterOptions {
+        bands: args.raster.bands.clone(),
+        stretch: args.raster.stretch,
+    };
+    let InputImage { image, georef } = image_input::decode(&bytes, &raster, options.max_pixels)
         .with_context(|| format!("{}", args.image.display()))?;
     let side = model.low_res_size();
     let mask_input = match &args.mask_input {
@@ -40,6 +48,10 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         bbox: args.bbox,
         mask_input,
     };
+    let prompt = match args.coords {
+        Coords::Pixel => prompt,
+        Coords::Map => image_input::prompt_from_map(prompt, &georef).context("--coords map")?,
+    };
     let prompt = model.check_prompt(prompt, image.width, image.height)?;
     if let Some(path) = &args.input_out {
         let s = model.image_size();
@@ -52,9 +64,39 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     }
     let mask = prediction.mask(image.width, image.height);
     if let Some(path) = &args.mask_out {
-        write_file(path, &mask.to_png())?;
+        write_file(path, &mask_file(path, &mask, &georef)?)?;
+    }
+    if let Some(path) = &args.geo_output.geojson_out {
+        let crs = match args.geo_output.wgs84 {
+            true => OutputCrs::Wgs84,
+            false => OutputCrs::Raster,
+        };
+        let feature = MaskFeature {
+            mask: &mask.data,
+            width: mask.width,
+            height: mask.height,
+            text: args.text.as_deref(),
+            result_id: None,
+            iou_prediction: prediction.iou,
+            object_score_logit: prediction.object_score_logit,
+            object_present: prediction.object_present(),
+        };
+        write_file(path, &geo::feature_collection_bytes(&[feature], &georef, crs)?)?;
     }
     print_json(&summary(&prediction, &mask, image.width, image.height))
+}
+
+/// `--mask-out`: a .tif / .tiff name gets a u8 GeoTIFF with the input's
+/// georeferencing, any other a PNG.
+fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
+    let tiff = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"));
+    Ok(match tiff {
+        true => geo::mask_geotiff_bytes(&mask.data, mask.width, mask.height, georef)?,
+        false => mask.to_png(),
+    })
 }
 
 /// The returned logits: S/4 x S/4, or the candidates' C x S/4 x S/4 in the

@@ -6,6 +6,8 @@
 //! against the image later (they need its size). Everything a client can get
 //! wrong maps to a specific [`ErrorCode`].
 
+use crate::geo::{OutputCrs, Stretch};
+use crate::image_input::{Coords, RasterOptions};
 use crate::mask::rle::Rle;
 use crate::{Point, Prompt};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
@@ -78,6 +80,11 @@ pub struct SegmentJson {
     pub mask_input: Option<String>,
     pub queries: Option<Vec<QueryJson>>,
     pub outputs: Option<Vec<String>>,
+    pub bands: Option<Vec<u16>>,
+    pub stretch: Option<String>,
+    pub coords: Option<String>,
+    pub crs: Option<String>,
+    pub multimask: Option<bool>,
 }
 
 /// `POST /v1/refine` as JSON.
@@ -89,6 +96,9 @@ pub struct RefineJson {
     #[serde(rename = "box")]
     pub bbox: Option<Vec<f64>>,
     pub outputs: Option<Vec<String>>,
+    pub coords: Option<String>,
+    pub crs: Option<String>,
+    pub multimask: Option<bool>,
 }
 
 /// `POST /v1/images` as JSON.
@@ -96,6 +106,8 @@ pub struct RefineJson {
 #[serde(deny_unknown_fields)]
 pub struct ImageJson {
     pub image: String,
+    pub bands: Option<Vec<u16>>,
+    pub stretch: Option<String>,
 }
 
 /// A segment request with its binary parts decoded, from JSON or multipart.
@@ -110,6 +122,11 @@ pub struct RawSegment {
     pub mask_input: Option<Vec<u8>>,
     pub queries: Option<Vec<QueryJson>>,
     pub outputs: Option<Vec<String>>,
+    pub bands: Option<Vec<u16>>,
+    pub stretch: Option<String>,
+    pub coords: Option<String>,
+    pub crs: Option<String>,
+    pub multimask: Option<bool>,
 }
 
 /// Parses a JSON body, telling syntax from shape errors in the message.
@@ -133,6 +150,11 @@ impl RawSegment {
             mask_input,
             queries: json.queries,
             outputs: json.outputs,
+            bands: json.bands,
+            stretch: json.stretch,
+            coords: json.coords,
+            crs: json.crs,
+            multimask: json.multimask,
         })
     }
 
@@ -160,10 +182,15 @@ pub struct Outputs {
     pub png: bool,
     pub logits: bool,
     pub polygons: bool,
+    /// A top-level GeoJSON FeatureCollection of every result.
+    pub geojson: bool,
+    /// The first result's mask as a GeoTIFF (`Accept: image/tiff`; not a
+    /// JSON output).
+    pub geotiff: bool,
 }
 
 impl Outputs {
-    pub const NAMES: [&'static str; 4] = ["rle", "png", "logits", "polygons"];
+    pub const NAMES: [&'static str; 5] = ["rle", "png", "logits", "polygons", "geojson"];
 
     /// `None` means the default, RLE only.
     pub fn parse(names: Option<&[String]>) -> Result<Self, ApiError> {
@@ -180,9 +207,10 @@ impl Outputs {
                 "png" => out.png = true,
                 "logits" => out.logits = true,
                 "polygons" => out.polygons = true,
+                "geojson" => out.geojson = true,
                 other => {
                     return Err(ApiError::invalid_request(format!(
-                        "outputs: unknown output {other:?}: expected any of rle, png, logits, polygons"
+                        "outputs: unknown output {other:?}: expected any of rle, png, logits, polygons, geojson"
                     )))
                 }
             }
@@ -195,8 +223,58 @@ impl Outputs {
 #[derive(Debug, Clone)]
 pub struct SegmentRequest {
     pub image: ImageSource,
+    /// How a TIFF becomes RGB (bands, stretch).
+    pub raster: RasterOptions,
     pub prompts: Vec<Prompt>,
     pub outputs: Outputs,
+    pub geometry: Geometry,
+}
+
+/// Where prompts and outputs lie and what the model answers with: the
+/// units of points and boxes, the CRS of GeoJSON output, multimask.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Geometry {
+    pub coords: Coords,
+    pub crs: OutputCrs,
+    pub multimask: bool,
+}
+
+impl Geometry {
+    fn parse(coords: Option<&str>, crs: Option<&str>, multimask: Option<bool>) -> Result<Self, ApiError> {
+        let coords = match coords {
+            None | Some("pixel") => Coords::Pixel,
+            Some("map") => Coords::Map,
+            Some(other) => {
+                return Err(ApiError::invalid_request(format!(
+                    "coords: {other:?} is not pixel (image pixels) or map (the raster's CRS units)"
+                )))
+            }
+        };
+        let crs = match crs {
+            None => OutputCrs::Raster,
+            Some(c) if c.eq_ignore_ascii_case("EPSG:4326") => OutputCrs::Wgs84,
+            Some(other) => {
+                return Err(ApiError::invalid_request(format!(
+                    "crs: {other:?} is not supported: GeoJSON comes in the raster's own CRS (omit crs) or in \
+                     EPSG:4326 (WGS 84 longitude / latitude)"
+                )))
+            }
+        };
+        Ok(Self {
+            coords,
+            crs,
+            multimask: multimask.unwrap_or(false),
+        })
+    }
+}
+
+/// `bands` and `stretch` of a request.
+pub fn parse_raster(bands: Option<Vec<u16>>, stretch: Option<&str>) -> Result<RasterOptions, ApiError> {
+    let stretch = stretch
+        .map(|s| s.parse::<Stretch>())
+        .transpose()
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    Ok(RasterOptions { bands, stretch })
 }
 
 /// A checked refine request: new clicks and an optional new box for an
@@ -207,12 +285,14 @@ pub struct RefineRequest {
     pub points: Vec<Point>,
     pub bbox: Option<[f32; 4]>,
     pub outputs: Outputs,
+    pub geometry: Geometry,
 }
 
 impl RefineRequest {
     pub fn from_json(json: RefineJson, limits: &Limits) -> Result<Self, ApiError> {
         Ok(Self {
             outputs: Outputs::parse(json.outputs.as_deref())?,
+            geometry: Geometry::parse(json.coords.as_deref(), json.crs.as_deref(), json.multimask)?,
             points: parse_points(json.points.as_deref().unwrap_or_default(), limits.max_points)?,
             bbox: json.bbox.as_deref().map(parse_box).transpose()?,
             result_id: json.result_id,
@@ -236,11 +316,15 @@ impl SegmentRequest {
             }
         };
         let outputs = Outputs::parse(raw.outputs.as_deref())?;
+        let geometry = Geometry::parse(raw.coords.as_deref(), raw.crs.as_deref(), raw.multimask)?;
+        let raster = parse_raster(raw.bands.clone(), raw.stretch.as_deref())?;
         let prompts = prompts_of(raw, limits)?;
         Ok(Self {
             image,
+            raster,
             prompts,
             outputs,
+            geometry,
         })
     }
 }
@@ -405,6 +489,26 @@ pub struct SegmentResult {
     pub logits: Option<Vec<u8>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub polygons: Option<Vec<Vec<f64>>>,
+    /// With `multimask` (SAM 2 models): every candidate in the model's order;
+    /// the fields above describe the one with the highest predicted IoU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<CandidateResult>>,
+    /// The mask as a GeoTIFF, for `Accept: image/tiff` (never in JSON).
+    #[serde(skip)]
+    pub geotiff: Option<Vec<u8>>,
+}
+
+/// One candidate mask of a multimask result.
+#[derive(Debug, Clone, Serialize)]
+pub struct CandidateResult {
+    pub iou_prediction: f32,
+    pub area: u64,
+    pub bbox: [f64; 4],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rle: Option<Rle>,
+    /// S/4 x S/4 float32 `.npy`, base64 in JSON.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "as_base64")]
+    pub logits: Option<Vec<u8>>,
 }
 
 /// Milliseconds per stage of one request (0 for a stage it skipped).
@@ -426,7 +530,13 @@ pub struct SegmentResponse {
     pub width: u32,
     pub height: u32,
     pub cached: bool,
+    /// Whether the image has map coordinates (a georeferenced GeoTIFF).
+    pub georeferenced: bool,
     pub results: Vec<SegmentResult>,
+    /// With `outputs: ["geojson"]`: a FeatureCollection, one Feature per
+    /// result in order, in the raster's CRS (or WGS 84 with `crs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub geojson: Option<serde_json::Value>,
     pub timings_ms: Timings,
 }
 
@@ -434,6 +544,10 @@ pub struct SegmentResponse {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {
     pub model: String,
+    /// `rsam` or `sam2`.
+    pub kind: crate::model_kind::ModelKind,
+    /// The prompt fields this model takes.
+    pub prompts: &'static [&'static str],
     pub model_dir: std::path::PathBuf,
     pub weights: std::path::PathBuf,
     pub device: String,
@@ -442,10 +556,11 @@ pub struct ModelInfo {
     pub image_size: usize,
     /// S/4, the side of low-resolution logits and `mask_input`.
     pub low_res_size: usize,
-    pub max_text_tokens: usize,
+    /// Most tokens a sentence may have (`null` for a model without text).
+    pub max_text_tokens: Option<usize>,
     pub parameters: usize,
     /// The model directory's `config.json`.
-    pub config: crate::RsamConfig,
+    pub config: serde_json::Value,
     pub cache: super::cache::CacheStats,
     pub queue: QueueInfo,
     pub batching: BatchingInfo,
@@ -490,6 +605,7 @@ pub struct ImageResponse {
     pub width: u32,
     pub height: u32,
     pub cached: bool,
+    pub georeferenced: bool,
     pub timings_ms: Timings,
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::cached_image::CachedImage;
 use super::errors::ApiError;
 use super::metrics::Metrics;
+use crate::geo::Georef;
 
 type Outcome = Result<Arc<CachedImage>, ApiError>;
 
@@ -24,6 +25,8 @@ pub struct Waiter {
     rx: oneshot::Receiver<Outcome>,
     pub width: u32,
     pub height: u32,
+    /// The image's georeferencing (map-unit prompts are converted with it).
+    pub georef: Georef,
 }
 
 impl Waiter {
@@ -61,6 +64,7 @@ struct Key {
 struct Pending {
     width: u32,
     height: u32,
+    georef: Georef,
     waiters: Vec<oneshot::Sender<Outcome>>,
 }
 
@@ -147,7 +151,7 @@ impl FeatureCache {
     /// Like [`Self::lookup`], but when nothing is there the caller becomes
     /// the leader: later requests for the image wait for its encoding. Hits
     /// are counted here (the caller has validated its prompts already).
-    pub fn begin(&self, image_id: &str, width: u32, height: u32) -> Begin {
+    pub fn begin(&self, image_id: &str, width: u32, height: u32, georef: &Georef) -> Begin {
         let key = self.key(image_id);
         let mut inner = self.lock();
         if let Some(entry) = inner.lru.get(&key) {
@@ -158,6 +162,7 @@ impl FeatureCache {
         let pending = inner.pending.entry(key).or_insert_with(|| Pending {
             width,
             height,
+            georef: georef.clone(),
             waiters: Vec::new(),
         });
         let waiter = register(pending);
@@ -227,6 +232,7 @@ fn register(pending: &mut Pending) -> Waiter {
         rx,
         width: pending.width,
         height: pending.height,
+        georef: pending.georef.clone(),
     }
 }
 
@@ -251,13 +257,15 @@ mod tests {
     fn encoded(id: &str, f: &EncodedImage) -> Outcome {
         Ok(Arc::new(CachedImage {
             image_id: id.into(),
+            key: id.into(),
+            georef: Georef::default(),
             encoded: f.clone(),
             encode_time: Duration::from_millis(1),
         }))
     }
 
     fn leader(cache: &FeatureCache, id: &str) -> Waiter {
-        match cache.begin(id, 8, 8) {
+        match cache.begin(id, 8, 8, &Georef::default()) {
             Begin::Leader(w) => w,
             other => panic!("expected to lead, got {other:?}"),
         }
@@ -271,7 +279,7 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
 
         let lead = leader(&cache, "a");
-        let Begin::Pending(follower) = cache.begin("a", 8, 8) else {
+        let Begin::Pending(follower) = cache.begin("a", 8, 8, &Georef::default()) else {
             panic!("the second request must wait on the first")
         };
         cache.complete("a", encoded("a", &f));

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::geo::Georef;
 use crate::predictor::EncodedImage;
 
 /// An encoded image under its content id.
@@ -10,6 +11,11 @@ use crate::predictor::EncodedImage;
 pub struct CachedImage {
     /// Hex SHA-256 of the image file bytes.
     pub image_id: String,
+    /// What the cache keys it by: the id, and for a raster rendered with
+    /// other bands or another stretch, those too.
+    pub key: String,
+    /// Where the image lies on Earth (empty for a plain image).
+    pub georef: Georef,
     /// The features, with the original size the prompts refer to.
     pub encoded: EncodedImage,
     /// How long the encoding took (reported to the requests that waited).

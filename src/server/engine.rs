@@ -8,7 +8,7 @@
 //! Batching: a worker that takes a decode job also takes every queued decode
 //! job for the same image (up to `max_batch_size` prompts, waiting at most
 //! `max_batch_wait` for more while nothing else is queued) and runs them as
-//! one `Rsam::decode` call. The model gives each prompt of a batch exactly
+//! one `LoadedModel::decode` call. The model gives each prompt of a batch exactly
 //! what it gives alone, so batching only changes throughput. One request's
 //! prompts are never split.
 
@@ -18,8 +18,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::loaded_model::LoadedModel;
 use crate::predictor::{CheckedPrompt, ModelImage};
-use crate::{Prediction, Rsam};
+use crate::Prediction;
 use tokio::sync::oneshot;
 use tracing::Span;
 
@@ -70,6 +71,9 @@ impl Drop for EncodeDone {
 /// then holds S*S*3 bytes per job whatever the upload size).
 pub struct EncodeJob {
     pub image_id: String,
+    /// The cache key (the id, and a non-default raster rendering).
+    pub key: String,
+    pub georef: crate::geo::Georef,
     pub image: ModelImage,
     pub deadline: Instant,
     /// The request's span: the worker logs inside it.
@@ -93,6 +97,9 @@ pub struct DecodeOutput {
 pub struct DecodeJob {
     pub image: Arc<CachedImage>,
     pub prompts: Vec<CheckedPrompt>,
+    /// SAM 2: answer the three candidates (batched only with jobs that ask
+    /// the same).
+    pub multimask: bool,
     pub deadline: Instant,
     /// The request's span: the worker logs inside it.
     pub span: Span,
@@ -100,7 +107,9 @@ pub struct DecodeJob {
 }
 
 pub enum Job {
-    Encode(EncodeJob),
+    // Boxed: an encode job carries the image and its georeferencing, three
+    // times a decode job's size.
+    Encode(Box<EncodeJob>),
     Decode(DecodeJob),
 }
 
@@ -174,7 +183,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Starts the worker threads.
-    pub fn start(model: Arc<Rsam>, config: EngineConfig, metrics: Metrics) -> std::io::Result<Self> {
+    pub fn start(model: Arc<LoadedModel>, config: EngineConfig, metrics: Metrics) -> std::io::Result<Self> {
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::new(),
@@ -265,7 +274,7 @@ impl Drop for Engine {
 }
 
 struct Worker {
-    model: Arc<Rsam>,
+    model: Arc<LoadedModel>,
     queue: Arc<Queue>,
     config: EngineConfig,
     metrics: Metrics,
@@ -284,7 +293,7 @@ impl Worker {
             // Our own bookkeeping must not kill the worker either: a panic
             // drops the job's reply channels, which answers it with an error.
             let _ = catch_unwind(AssertUnwindSafe(|| match first.job {
-                Job::Encode(job) => self.encode(job),
+                Job::Encode(job) => self.encode(*job),
                 Job::Decode(job) => {
                     let batch = self.collect_batch(Taken { job, queued });
                     self.decode(batch);
@@ -305,6 +314,8 @@ impl Worker {
         let outcome = match result {
             Ok(Ok(encoded)) => Ok(Arc::new(CachedImage {
                 image_id: job.image_id.clone(),
+                key: job.key.clone(),
+                georef: job.georef.clone(),
                 encoded,
                 encode_time,
             })),
@@ -324,7 +335,8 @@ impl Worker {
     fn collect_batch(&self, first: Taken) -> Vec<Taken> {
         let max = self.config.max_batch_size.max(1);
         let until = Instant::now() + self.config.max_batch_wait;
-        let image_id = first.job.image.image_id.clone();
+        let image_key = first.job.image.key.clone();
+        let multimask = first.job.multimask;
         let mut prompts = first.job.prompts.len();
         let mut batch = vec![first];
         let mut state = self.queue.lock();
@@ -332,7 +344,7 @@ impl Worker {
             let mut i = 0;
             while i < state.jobs.len() && prompts < max {
                 let fits = matches!(&state.jobs[i].job, Job::Decode(j)
-                    if j.image.image_id == image_id && prompts + j.prompts.len() <= max);
+                    if j.image.key == image_key && j.multimask == multimask && prompts + j.prompts.len() <= max);
                 if !fits {
                     i += 1;
                     continue;
@@ -385,7 +397,7 @@ impl Worker {
         }
         let _batch = span.enter();
         let prompts: Vec<CheckedPrompt> = live.iter().flat_map(|t| t.job.prompts.iter().cloned()).collect();
-        match self.run_decode(&live[0].job.image, &prompts) {
+        match self.run_decode(&live[0].job.image, &prompts, live[0].job.multimask) {
             Ok((predictions, took)) => reply_split(live, predictions, took),
             Err(_) if live.len() > 1 => {
                 for t in live {
@@ -402,7 +414,7 @@ impl Worker {
 
     fn decode_alone(&self, t: Taken) {
         let _request = t.job.span.enter();
-        let result = self.run_decode(&t.job.image, &t.job.prompts);
+        let result = self.run_decode(&t.job.image, &t.job.prompts, t.job.multimask);
         let _ = match result {
             Ok((predictions, took)) => {
                 let output = DecodeOutput {
@@ -421,9 +433,12 @@ impl Worker {
         &self,
         image: &CachedImage,
         prompts: &[CheckedPrompt],
+        multimask: bool,
     ) -> Result<(Vec<Prediction>, Duration), ApiError> {
         let start = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.decode(&image.encoded, prompts)));
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.model.decode(&image.encoded, prompts, multimask)
+        }));
         let took = start.elapsed();
         self.metrics.observe_stage(Stage::Decode, took);
         self.metrics.observe_batch(prompts.len());
@@ -482,12 +497,12 @@ mod tests {
     use crate::preprocess::Rgb8Image;
     use crate::Prompt;
 
-    fn tiny() -> Arc<Rsam> {
+    fn tiny() -> Arc<LoadedModel> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny");
-        Arc::new(Rsam::load(&dir, &crate::LoadOptions::default()).unwrap())
+        Arc::new(LoadedModel::load(&dir, &crate::LoadOptions::default()).unwrap())
     }
 
-    fn engine(model: &Arc<Rsam>, wait_ms: u64) -> Engine {
+    fn engine(model: &Arc<LoadedModel>, wait_ms: u64) -> Engine {
         let config = EngineConfig {
             max_queue: 8,
             max_batch_size: 16,
@@ -497,7 +512,7 @@ mod tests {
         Engine::start(model.clone(), config, Metrics::new()).unwrap()
     }
 
-    fn cached(model: &Rsam, id: &str) -> Arc<CachedImage> {
+    fn cached(model: &LoadedModel, id: &str) -> Arc<CachedImage> {
         let image = Rgb8Image {
             width: 40,
             height: 30,
@@ -505,6 +520,8 @@ mod tests {
         };
         Arc::new(CachedImage {
             image_id: id.into(),
+            key: id.into(),
+            georef: Default::default(),
             encoded: model.encode_image(&image).unwrap(),
             encode_time: Duration::ZERO,
         })
@@ -520,6 +537,7 @@ mod tests {
         let job = DecodeJob {
             image: image.clone(),
             prompts: vec![prompt],
+            multimask: false,
             deadline,
             span: Span::none(),
             reply,
@@ -529,7 +547,7 @@ mod tests {
     }
 
     /// A click checked against an image of `width` x 30.
-    fn click(model: &Rsam, x: f32, width: u32) -> CheckedPrompt {
+    fn click(model: &LoadedModel, x: f32, width: u32) -> CheckedPrompt {
         let prompt = Prompt {
             points: vec![crate::Point { x, y: 5.0, label: 1 }],
             ..Default::default()
@@ -557,6 +575,8 @@ mod tests {
             candle_core::Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
         let broken = Arc::new(CachedImage {
             image_id: "b".into(),
+            key: "b".into(),
+            georef: Default::default(),
             encoded: broken,
             encode_time: Duration::ZERO,
         });
@@ -581,6 +601,7 @@ mod tests {
         let job = DecodeJob {
             image,
             prompts: vec![click(&model, 5.0, 40)],
+            multimask: false,
             deadline: Instant::now(),
             span: Span::none(),
             reply,

@@ -3,6 +3,7 @@
 //! `{"error": {"code": ..., "message": ...}}`. Clients switch on the code, so
 //! the codes are an enum (listed in `openapi.yaml`, checked by the tests).
 
+use crate::geo::GeoError;
 use crate::RsamError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +28,9 @@ pub enum ErrorCode {
     ImageTooLarge,
     InvalidPrompt,
     InvalidText,
+    TextNotSupported,
+    NotGeoreferenced,
+    UnsupportedCrs,
     TooManyPoints,
     TooManyQueries,
     InvalidMaskInput,
@@ -39,7 +43,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// All codes, for documentation checks.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::MalformedJson,
         Self::MalformedMultipart,
         Self::MalformedBase64,
@@ -57,6 +61,9 @@ impl ErrorCode {
         Self::ImageTooLarge,
         Self::InvalidPrompt,
         Self::InvalidText,
+        Self::TextNotSupported,
+        Self::NotGeoreferenced,
+        Self::UnsupportedCrs,
         Self::TooManyPoints,
         Self::TooManyQueries,
         Self::InvalidMaskInput,
@@ -86,6 +93,9 @@ impl ErrorCode {
             Self::ImageTooLarge => "image_too_large",
             Self::InvalidPrompt => "invalid_prompt",
             Self::InvalidText => "invalid_text",
+            Self::TextNotSupported => "text_not_supported",
+            Self::NotGeoreferenced => "not_georeferenced",
+            Self::UnsupportedCrs => "unsupported_crs",
             Self::TooManyPoints => "too_many_points",
             Self::TooManyQueries => "too_many_queries",
             Self::InvalidMaskInput => "invalid_mask_input",
@@ -112,6 +122,9 @@ impl ErrorCode {
             | Self::ImageTooLarge
             | Self::InvalidPrompt
             | Self::InvalidText
+            | Self::TextNotSupported
+            | Self::NotGeoreferenced
+            | Self::UnsupportedCrs
             | Self::TooManyPoints
             | Self::TooManyQueries
             | Self::InvalidMaskInput
@@ -177,8 +190,36 @@ impl From<RsamError> for ApiError {
             RsamError::MaskInput(m) => Self::new(ErrorCode::InvalidMaskInput, format!("mask_input: {m}")),
             RsamError::Image(m) => Self::new(ErrorCode::InvalidImage, format!("cannot decode the image: {m}")),
             e @ RsamError::ImageTooLarge { .. } => Self::new(ErrorCode::ImageTooLarge, e.to_string()),
+            RsamError::TextNotSupported(m) => Self::new(ErrorCode::TextNotSupported, m),
+            RsamError::Geo(e) => e.into(),
             other => Self::internal(other.to_string()),
         }
+    }
+}
+
+/// A raster's problems are the image's (or the request's options for it);
+/// only writing an output is the server's.
+impl From<GeoError> for ApiError {
+    fn from(err: GeoError) -> Self {
+        let code = match &err {
+            GeoError::TooLarge { .. } => ErrorCode::ImageTooLarge,
+            GeoError::NotTiff(_)
+            | GeoError::Corrupt(_)
+            | GeoError::Truncated(_)
+            | GeoError::GeoKeys(_)
+            | GeoError::Georeferencing(_)
+            | GeoError::Nodata(_) => ErrorCode::InvalidImage,
+            GeoError::UnsupportedSampleFormat(_) | GeoError::UnsupportedLayout(_) => ErrorCode::UnsupportedImageFormat,
+            GeoError::BandOutOfRange { .. }
+            | GeoError::InvalidBands(_)
+            | GeoError::InvalidStretch(_)
+            | GeoError::OutOfByteRange { .. }
+            | GeoError::InvalidWindow { .. } => ErrorCode::InvalidRequest,
+            GeoError::NotGeoreferenced(_) => ErrorCode::NotGeoreferenced,
+            GeoError::UnsupportedCrs(_) | GeoError::Reprojection { .. } => ErrorCode::UnsupportedCrs,
+            GeoError::MaskLength { .. } | GeoError::Write(_) | GeoError::Io { .. } => ErrorCode::InternalError,
+        };
+        Self::new(code, err.to_string())
     }
 }
 

@@ -21,14 +21,15 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use super::api::{
-    parse_json, ImageJson, ImageSource, RawSegment, RefineJson, RefineRequest, SegmentJson, SegmentRequest,
-    SegmentResponse,
+    parse_json, parse_raster, ImageJson, ImageSource, RawSegment, RefineJson, RefineRequest, SegmentJson,
+    SegmentRequest, SegmentResponse,
 };
 use super::config::ServerConfig;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
 use super::multipart;
 use super::service::Service;
+use crate::image_input::RasterOptions;
 
 /// The API description served at `GET /openapi.yaml`.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -400,43 +401,73 @@ fn claimed_image_id(headers: &HeaderMap) -> Option<String> {
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
-/// Whether the client asked for the mask as a PNG (`Accept: image/png`
-/// before any `application/json`).
-fn wants_png(headers: &HeaderMap) -> bool {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    for range in accept.split(',') {
-        let media = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        match media.as_str() {
-            "image/png" => return true,
-            "application/json" => return false,
-            _ => {}
-        }
-    }
-    false
+/// What the client asked the answer to be: JSON, or the first result's
+/// mask as a file (`Accept: image/png` or `image/tiff` before any
+/// `application/json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Json,
+    Png,
+    GeoTiff,
 }
 
-/// The first result's mask as a PNG, with the ids in headers for chaining.
-fn png_response(resp: SegmentResponse) -> Result<Response, ApiError> {
-    let first = resp
-        .results
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::internal("no result to return as PNG"))?;
-    let png = first.png.unwrap_or_default();
-    let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], png).into_response();
-    let h = response.headers_mut();
-    for (name, value) in [
-        ("x-rsam-image-id", resp.image_id),
-        ("x-rsam-result-id", first.result_id),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            h.insert(name, v);
+impl Answer {
+    fn of(headers: &HeaderMap) -> Self {
+        let accept = headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        for range in accept.split(',') {
+            let media = range.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            match media.as_str() {
+                "image/png" => return Self::Png,
+                "image/tiff" => return Self::GeoTiff,
+                "application/json" => return Self::Json,
+                _ => {}
+            }
+        }
+        Self::Json
+    }
+
+    /// Asks for the output the answer needs.
+    fn ask(self, outputs: &mut super::api::Outputs) {
+        match self {
+            Self::Png => outputs.png = true,
+            Self::GeoTiff => outputs.geotiff = true,
+            Self::Json => {}
         }
     }
-    Ok(response)
+
+    /// The response: JSON, or the first result's mask with the ids in
+    /// headers for chaining.
+    fn respond(self, resp: SegmentResponse) -> Result<Response, ApiError> {
+        let content_type = match self {
+            Self::Json => return Ok(Json(resp).into_response()),
+            Self::Png => "image/png",
+            Self::GeoTiff => "image/tiff",
+        };
+        let mut first = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("no result to return as a file"))?;
+        let file = match self {
+            Self::Png => first.png.take(),
+            _ => first.geotiff.take(),
+        };
+        let bytes = file.unwrap_or_default();
+        let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], bytes).into_response();
+        let h = response.headers_mut();
+        for (name, value) in [
+            ("x-rsam-image-id", resp.image_id),
+            ("x-rsam-result-id", first.result_id),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(name, v);
+            }
+        }
+        Ok(response)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -459,14 +490,9 @@ async fn segment(
     if let ImageSource::Bytes { claimed_id, .. } = &mut req.image {
         *claimed_id = claimed_image_id(&headers);
     }
-    let png = wants_png(&headers);
-    req.outputs.png |= png;
-    let resp = service.segment(req, deadline.0).await?;
-    if png {
-        png_response(resp)
-    } else {
-        Ok(Json(resp).into_response())
-    }
+    let answer = Answer::of(&headers);
+    answer.ask(&mut req.outputs);
+    answer.respond(service.segment(req, deadline.0).await?)
 }
 
 async fn refine(
@@ -477,14 +503,9 @@ async fn refine(
 ) -> Result<Response, ApiError> {
     let Admitted { service, body, .. } = admit(&state, &headers, body, true).await?;
     let mut req = RefineRequest::from_json(parse_json::<RefineJson>(&body)?, &service.limits)?;
-    let png = wants_png(&headers);
-    req.outputs.png |= png;
-    let resp = service.refine(req, deadline.0).await?;
-    if png {
-        png_response(resp)
-    } else {
-        Ok(Json(resp).into_response())
-    }
+    let answer = Answer::of(&headers);
+    answer.ask(&mut req.outputs);
+    answer.respond(service.refine(req, deadline.0).await?)
 }
 
 async fn images(
@@ -494,16 +515,21 @@ async fn images(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Admitted { service, kind, body } = admit(&state, &headers, body, false).await?;
-    let bytes = match kind {
+    let (bytes, raster) = match kind {
         BodyKind::Json => {
-            let decode = |b: &[u8]| super::api::decode_base64("image", &parse_json::<ImageJson>(b)?.image);
-            Bytes::from(parse_off(&service, body, decode).await?)
+            let decode = |b: &[u8]| -> Result<(Vec<u8>, RasterOptions), ApiError> {
+                let json = parse_json::<ImageJson>(b)?;
+                let raster = parse_raster(json.bands, json.stretch.as_deref())?;
+                Ok((super::api::decode_base64("image", &json.image)?, raster))
+            };
+            let (bytes, raster) = parse_off(&service, body, decode).await?;
+            (Bytes::from(bytes), raster)
         }
         BodyKind::Multipart(boundary) => multipart::parse_image(body, boundary).await?,
-        BodyKind::Raw => body,
+        BodyKind::Raw => (body, RasterOptions::default()),
     };
     let claimed_id = claimed_image_id(&headers);
-    Ok(Json(service.warm(bytes, claimed_id, deadline.0).await?).into_response())
+    Ok(Json(service.warm(bytes, claimed_id, raster, deadline.0).await?).into_response())
 }
 
 async fn model_info(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -131,7 +131,7 @@ impl Metrics {
                 &r,
                 IntGaugeVec::new(
                     Opts::new("rsam_model_info", "The loaded model (value 1)"),
-                    &["model", "device", "dtype"],
+                    &["model", "kind", "device", "dtype"],
                 )
                 .expect("valid metric"),
             ),
@@ -158,8 +158,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    pub fn set_model_info(&self, model: &str, device: &str, dtype: &str) {
-        self.model_info.with_label_values(&[model, device, dtype]).set(1);
+    /// `kind` is `rsam` or `sam2`.
+    pub fn set_model_info(&self, model: &str, kind: &str, device: &str, dtype: &str) {
+        self.model_info.with_label_values(&[model, kind, device, dtype]).set(1);
     }
 
     /// The Prometheus text exposition of every metric.

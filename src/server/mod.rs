@@ -23,6 +23,7 @@ pub mod errors;
 pub mod http;
 pub mod metrics;
 pub mod multipart;
+pub mod outputs;
 pub mod page;
 pub mod results;
 pub mod service;
@@ -227,8 +228,8 @@ fn load_service(config: &ServerConfig, metrics: Metrics) -> Result<Service, Serv
         dtype: crate::predictor::parse_dtype(&config.dtype).map_err(load)?,
         max_pixels: config.max_pixels,
     };
-    let model = crate::Rsam::load(&config.model_dir, &options).map_err(load)?;
-    metrics.set_model_info(&model.config.name, &config.device, &config.dtype);
+    let model = crate::loaded_model::LoadedModel::load(&config.model_dir, &options).map_err(load)?;
+    metrics.set_model_info(model.name(), model.kind().as_str(), &config.device, &config.dtype);
     Service::start(model, config, metrics).map_err(|e| ServerError::Load(e.message))
 }
 

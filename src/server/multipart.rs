@@ -6,8 +6,9 @@
 
 use bytes::Bytes;
 
-use super::api::{decode_base64, QueryJson, RawSegment};
+use super::api::{decode_base64, parse_raster, QueryJson, RawSegment};
 use super::errors::{ApiError, ErrorCode};
+use crate::image_input::RasterOptions;
 
 fn malformed(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::MalformedMultipart, format!("invalid multipart body: {e}"))
@@ -81,10 +82,15 @@ pub async fn parse_segment(body: Bytes, boundary: String) -> Result<RawSegment, 
             "queries" => raw.queries = Some(json::<Vec<QueryJson>>(&name, &data)?),
             "outputs" => raw.outputs = Some(outputs(&data)?),
             "mask_input" => raw.mask_input = Some(mask_input(&data)?),
+            "bands" => raw.bands = Some(json(&name, &data)?),
+            "stretch" => raw.stretch = Some(text(&name, &data)?),
+            "coords" => raw.coords = Some(text(&name, &data)?),
+            "crs" => raw.crs = Some(text(&name, &data)?),
+            "multimask" => raw.multimask = Some(json(&name, &data)?),
             other => {
                 return Err(ApiError::invalid_request(format!(
                     "unknown form field {other:?}: expected image, image_id, text, points, box, mask_input, \
-                     queries or outputs"
+                     queries, outputs, bands, stretch, coords, crs or multimask"
                 )))
             }
         }
@@ -92,18 +98,22 @@ pub async fn parse_segment(body: Bytes, boundary: String) -> Result<RawSegment, 
     Ok(raw)
 }
 
-/// `POST /v1/images` as multipart: the `image` part.
-pub async fn parse_image(body: Bytes, boundary: String) -> Result<Bytes, ApiError> {
-    let mut image = None;
+/// `POST /v1/images` as multipart: the `image` part, and `bands` /
+/// `stretch` for a raster.
+pub async fn parse_image(body: Bytes, boundary: String) -> Result<(Bytes, RasterOptions), ApiError> {
+    let (mut image, mut bands, mut stretch) = (None, None, None);
     for (name, data) in parts(body, boundary).await? {
         match name.as_str() {
             "image" => image = Some(data),
+            "bands" => bands = Some(json(&name, &data)?),
+            "stretch" => stretch = Some(text(&name, &data)?),
             other => {
                 return Err(ApiError::invalid_request(format!(
-                    "unknown form field {other:?}: expected image"
+                    "unknown form field {other:?}: expected image, bands or stretch"
                 )))
             }
         }
     }
-    image.ok_or_else(|| ApiError::invalid_request("no image part in the form"))
+    let image = image.ok_or_else(|| ApiError::invalid_request("no image part in the form"))?;
+    Ok((image, parse_raster(bands, stretch.as_deref())?))
 }

@@ -17,7 +17,8 @@ use crate::{Point, Prompt};
 /// What a refine needs from an earlier result.
 #[derive(Debug, Clone)]
 pub struct StoredResult {
-    pub image_id: String,
+    /// The cache key of the image the result was decoded on.
+    pub image_key: String,
     pub text: Option<String>,
     pub points: Vec<Point>,
     pub bbox: Option<[f32; 4]>,
@@ -131,7 +132,7 @@ mod tests {
 
     fn result() -> StoredResult {
         StoredResult {
-            image_id: "x".into(),
+            image_key: "x".into(),
             text: Some("a".into()),
             points: vec![Point {
                 x: 1.0,

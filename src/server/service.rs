@@ -9,17 +9,21 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::geo::Georef;
+use crate::image_input::{self, Coords, RasterOptions};
+use crate::loaded_model::LoadedModel;
+use crate::model_kind::ModelKind;
 use crate::predictor::{CheckedPrompt, ModelImage};
 use crate::preprocess::Rgb8Image;
-use crate::{Prediction, Prompt, Rsam};
+use crate::Prompt;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, Semaphore};
 use tracing::Span;
 
 use super::api::{
-    BatchingInfo, ImageResponse, ImageSource, Limits, LimitsInfo, ModelInfo, Outputs, QueueInfo, RefineRequest,
-    ResultsInfo, SegmentRequest, SegmentResponse, SegmentResult, Timings,
+    BatchingInfo, Geometry, ImageResponse, ImageSource, Limits, LimitsInfo, ModelInfo, Outputs, QueueInfo,
+    RefineRequest, ResultsInfo, SegmentRequest, SegmentResponse, Timings,
 };
 use super::cache::{Begin, FeatureCache, Lookup};
 use super::cached_image::CachedImage;
@@ -27,12 +31,16 @@ use super::config::ServerConfig;
 use super::engine::{DecodeJob, DecodeOutput, EncodeDone, EncodeJob, Engine, EngineConfig, Job};
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::{Metrics, Stage};
-use super::results::{ResultStore, StoredResult};
-use crate::mask::polygons::outer_polygons;
+use super::outputs::OutputBuilder;
+use super::results::ResultStore;
+
+/// Texts up to this many bytes are checked on the async thread (fast);
+/// longer ones on the blocking pool.
+const INLINE_TEXT_BYTES: usize = 4096;
 
 /// A loaded model with its engine, cache and result store.
 pub struct Service {
-    pub model: Arc<Rsam>,
+    pub model: Arc<LoadedModel>,
     pub engine: Engine,
     pub cache: Arc<FeatureCache>,
     pub results: Arc<ResultStore>,
@@ -58,6 +66,13 @@ struct Resolved {
     cached: bool,
 }
 
+/// Features found in the cache, or being encoded by another request, with
+/// the prompts already checked against the image.
+enum Found {
+    Ready(Arc<CachedImage>, Vec<CheckedPrompt>),
+    Waiting(super::cache::Waiter, Vec<CheckedPrompt>),
+}
+
 /// An id for an error message, cut short: ids come from clients.
 fn quoted(id: &str) -> String {
     match id.char_indices().nth(80) {
@@ -65,10 +80,6 @@ fn quoted(id: &str) -> String {
         None => format!("{id:?}"),
     }
 }
-
-/// Texts up to this many bytes are checked on the async thread (fast);
-/// longer ones on the blocking pool, so a huge text cannot stall the runtime.
-const INLINE_TEXT_BYTES: usize = 4096;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -80,8 +91,14 @@ pub fn image_id_of(bytes: &[u8]) -> String {
 }
 
 /// Decodes file bytes (415 when not an image at all, 422 when broken or
-/// too large) and resizes them to the model's S x S input.
-fn decode_for_model(model: &Rsam, bytes: &[u8], max_pixels: u64) -> Result<ModelImage, ApiError> {
+/// too large; TIFFs with their bands, stretch and georeferencing) and
+/// resizes them to the model's input.
+fn decode_for_model(
+    model: &LoadedModel,
+    bytes: &[u8],
+    raster: &RasterOptions,
+    max_pixels: u64,
+) -> Result<(ModelImage, Georef), ApiError> {
     use image::ImageFormat as F;
     let format = image::guess_format(bytes).map_err(|_| {
         ApiError::new(
@@ -95,8 +112,17 @@ fn decode_for_model(model: &Rsam, bytes: &[u8], max_pixels: u64) -> Result<Model
             format!("unsupported image format {format:?} (expected PNG, JPEG, TIFF, BMP or WebP)"),
         ));
     }
-    let image = crate::preprocess::decode_image(bytes, max_pixels)?;
-    Ok(model.prepare(&image))
+    let input = image_input::decode(bytes, raster, max_pixels)?;
+    Ok((model.prepare(&input.image), input.georef))
+}
+
+/// The cache key of an image: its id, and the rendering when it is not the
+/// default one (the same raster through other bands is another image).
+fn cache_key(image_id: &str, raster: &RasterOptions) -> String {
+    match raster.is_default() {
+        true => image_id.to_string(),
+        false => format!("{image_id}|{}", raster.key()),
+    }
 }
 
 /// 400 unless `claimed` (the `X-Rsam-Image-Id` header, when sent) is the
@@ -117,14 +143,17 @@ fn check_claimed_id(claimed: Option<&str>, id: &str) -> Result<(), ApiError> {
 
 impl Service {
     /// Warms the model, then starts the engine.
-    pub fn start(model: Rsam, config: &ServerConfig, metrics: Metrics) -> Result<Self, ApiError> {
+    pub fn start(model: LoadedModel, config: &ServerConfig, metrics: Metrics) -> Result<Self, ApiError> {
         warm_up(&model)?;
         let model = Arc::new(model);
+        // The dtype asked for, not the activations' (bf16 on the CPU keeps
+        // f32 activations): f32 and bf16 features must not meet in a cache.
         let model_key = format!(
-            "{}|{}|{:?}",
-            model.config.name,
-            model.weights_path.display(),
-            model.dtype()
+            "{}|{}|{}|{}",
+            model.kind().as_str(),
+            model.name(),
+            model.weights_path().display(),
+            config.dtype
         );
         let engine_config = EngineConfig {
             max_queue: config.max_queue,
@@ -168,8 +197,11 @@ impl Service {
     pub async fn segment(&self, req: SegmentRequest, deadline: Instant) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
         let mut t = Timings::default();
-        let resolved = self.resolve(req.image, req.prompts, deadline, &mut t).await?;
-        self.respond(resolved, req.outputs, deadline, t, start).await
+        let resolved = self
+            .resolve(req.image, &req.raster, req.prompts, req.geometry, deadline, &mut t)
+            .await?;
+        self.respond(resolved, req.outputs, req.geometry, deadline, t, start)
+            .await
     }
 
     /// `POST /v1/refine`: the official correction-click protocol.
@@ -187,7 +219,21 @@ impl Service {
                 ),
             )
         })?;
-        let prompt = stored.refined_prompt(&req.points, req.bbox);
+        let new = Prompt {
+            points: req.points,
+            bbox: req.bbox,
+            ..Default::default()
+        };
+        let lookup = self.cache.lookup(&stored.image_key);
+        // The new clicks in map units become pixels with the image's own
+        // transform; the stored ones are pixels already.
+        let new = match (req.geometry.coords, &lookup) {
+            (Coords::Pixel, _) => new,
+            (Coords::Map, Lookup::Hit(image)) => image_input::prompt_from_map(new, &image.georef)?,
+            (Coords::Map, Lookup::Pending(waiter)) => image_input::prompt_from_map(new, &waiter.georef)?,
+            (Coords::Map, Lookup::Absent) => new,
+        };
+        let prompt = stored.refined_prompt(&new.points, new.bbox);
         if prompt.points.len() > self.limits.max_points {
             return Err(ApiError::new(
                 ErrorCode::TooManyPoints,
@@ -198,8 +244,16 @@ impl Service {
                 ),
             ));
         }
-        let resolved = self.resolve_id(&stored.image_id, vec![prompt], &mut t).await?;
-        self.respond(resolved, req.outputs, deadline, t, start).await
+        let geometry = Geometry {
+            coords: Coords::Pixel,
+            ..req.geometry
+        };
+        let found = self
+            .found_or_absent(&stored.image_key, lookup, vec![prompt], geometry, &mut t)
+            .await?;
+        let resolved = self.finish(found).await?;
+        self.respond(resolved, req.outputs, req.geometry, deadline, t, start)
+            .await
     }
 
     /// `POST /v1/images`: encode without a prompt.
@@ -207,18 +261,27 @@ impl Service {
         &self,
         bytes: Bytes,
         claimed_id: Option<String>,
+        raster: RasterOptions,
         deadline: Instant,
     ) -> Result<ImageResponse, ApiError> {
         let start = Instant::now();
         let mut t = Timings::default();
         let source = ImageSource::Bytes { bytes, claimed_id };
-        let r = self.resolve(source, Vec::new(), deadline, &mut t).await?;
+        let geometry = Geometry {
+            coords: Coords::Pixel,
+            crs: crate::geo::OutputCrs::Raster,
+            multimask: false,
+        };
+        let r = self
+            .resolve(source, &raster, Vec::new(), geometry, deadline, &mut t)
+            .await?;
         t.total = ms(start.elapsed());
         Ok(ImageResponse {
             image_id: r.image.image_id.clone(),
             width: r.image.width(),
             height: r.image.height(),
             cached: r.cached,
+            georeferenced: r.image.georef.is_georeferenced(),
             timings_ms: t,
         })
     }
@@ -226,21 +289,50 @@ impl Service {
     async fn resolve(
         &self,
         source: ImageSource,
+        raster: &RasterOptions,
         prompts: Vec<Prompt>,
+        geometry: Geometry,
         deadline: Instant,
         t: &mut Timings,
     ) -> Result<Resolved, ApiError> {
         match source {
-            ImageSource::Id(id) => self.resolve_id(&id, prompts, t).await,
+            ImageSource::Id(id) => {
+                let key = cache_key(&id, raster);
+                let lookup = self.cache.lookup(&key);
+                let found = self.found_or_absent(&key, lookup, prompts, geometry, t).await?;
+                self.finish(found).await
+            }
             ImageSource::Bytes { bytes, claimed_id } => {
-                self.resolve_bytes(bytes, claimed_id, prompts, deadline, t).await
+                self.resolve_bytes(bytes, claimed_id, raster, prompts, geometry, deadline, t)
+                    .await
             }
         }
     }
 
-    /// Cached (or being encoded) features, else 404 `image_not_cached`.
-    async fn resolve_id(&self, id: &str, prompts: Vec<Prompt>, t: &mut Timings) -> Result<Resolved, ApiError> {
-        match self.cache.lookup(id) {
+    /// Cached (or being encoded) features with the prompts checked against
+    /// them, else 404 `image_not_cached`.
+    async fn found_or_absent(
+        &self,
+        key: &str,
+        lookup: Lookup,
+        prompts: Vec<Prompt>,
+        geometry: Geometry,
+        t: &mut Timings,
+    ) -> Result<Found, ApiError> {
+        let id = key.split('|').next().unwrap_or(key);
+        match lookup {
+            Lookup::Hit(image) => {
+                let prompts = self
+                    .check(prompts, image.width(), image.height(), &image.georef, geometry, t)
+                    .await?;
+                Ok(Found::Ready(image, prompts))
+            }
+            Lookup::Pending(waiter) => {
+                let prompts = self
+                    .check(prompts, waiter.width, waiter.height, &waiter.georef, geometry, t)
+                    .await?;
+                Ok(Found::Waiting(waiter, prompts))
+            }
             Lookup::Absent => Err(ApiError::new(
                 ErrorCode::ImageNotCached,
                 format!(
@@ -249,23 +341,14 @@ impl Service {
                     quoted(id)
                 ),
             )),
-            found => self.use_found(found, prompts, t).await,
         }
     }
 
-    /// Checks the prompts against a found image's size, then waits for it
-    /// if needed.
-    async fn use_found(&self, found: Lookup, prompts: Vec<Prompt>, t: &mut Timings) -> Result<Resolved, ApiError> {
+    /// Waits for features another request is encoding; counts the hit.
+    async fn finish(&self, found: Found) -> Result<Resolved, ApiError> {
         let (image, prompts) = match found {
-            Lookup::Hit(image) => {
-                let prompts = self.check(prompts, image.width(), image.height(), t).await?;
-                (image, prompts)
-            }
-            Lookup::Pending(waiter) => {
-                let prompts = self.check(prompts, waiter.width, waiter.height, t).await?;
-                (waiter.wait().await?, prompts)
-            }
-            Lookup::Absent => return Err(ApiError::internal("image lookup lost its entry")),
+            Found::Ready(image, prompts) => (image, prompts),
+            Found::Waiting(waiter, prompts) => (waiter.wait().await?, prompts),
         };
         self.cache.count_hit();
         Ok(Resolved {
@@ -275,43 +358,54 @@ impl Service {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn resolve_bytes(
         &self,
         bytes: Bytes,
         claimed_id: Option<String>,
+        raster: &RasterOptions,
         prompts: Vec<Prompt>,
+        geometry: Geometry,
         deadline: Instant,
         t: &mut Timings,
     ) -> Result<Resolved, ApiError> {
         let hashed = bytes.clone();
         let id = self.blocking(move || image_id_of(&hashed)).await?;
         check_claimed_id(claimed_id.as_deref(), &id)?;
-        match self.cache.lookup(&id) {
+        let key = cache_key(&id, raster);
+        match self.cache.lookup(&key) {
             Lookup::Absent => {}
-            found => return self.use_found(found, prompts, t).await,
+            found => {
+                let found = self.found_or_absent(&key, found, prompts, geometry, t).await?;
+                return self.finish(found).await;
+            }
         }
-        let (model, max_pixels) = (self.model.clone(), self.config.max_pixels);
+        let (model, max_pixels, options) = (self.model.clone(), self.config.max_pixels, raster.clone());
         let start = Instant::now();
         let decoded = self
-            .blocking(move || decode_for_model(&model, &bytes, max_pixels))
+            .blocking(move || decode_for_model(&model, &bytes, &options, max_pixels))
             .await;
         self.metrics.observe_stage(Stage::ImageDecode, start.elapsed());
         t.image_decode = ms(start.elapsed());
-        let image = decoded??;
-        let prompts = self.check(prompts, image.width, image.height, t).await?;
-        let (image, cached) = match self.cache.begin(&id, image.width, image.height) {
+        let (image, georef) = decoded??;
+        let prompts = self
+            .check(prompts, image.width, image.height, &georef, geometry, t)
+            .await?;
+        let (image, cached) = match self.cache.begin(&key, image.width, image.height, &georef) {
             Begin::Hit(found) => (found, true),
             Begin::Pending(waiter) => (waiter.wait().await?, true),
             Begin::Leader(waiter) => {
                 let encode = EncodeJob {
-                    image_id: id.clone(),
+                    image_id: id,
+                    key: key.clone(),
+                    georef,
                     image,
                     deadline,
                     span: Span::current(),
-                    done: self.completes_cache(id),
+                    done: self.completes_cache(key),
                 };
                 // A refused job answers the waiter with the refusal.
-                let _ = self.engine.submit(Job::Encode(encode));
+                let _ = self.engine.submit(Job::Encode(Box::new(encode)));
                 let image = waiter.wait().await?;
                 t.encode = ms(image.encode_time);
                 (image, false)
@@ -321,56 +415,69 @@ impl Service {
     }
 
     /// Hands an encoding's outcome to the cache (and so to every waiter).
-    fn completes_cache(&self, image_id: String) -> EncodeDone {
+    fn completes_cache(&self, key: String) -> EncodeDone {
         let cache = self.cache.clone();
-        EncodeDone::new(move |outcome| cache.complete(&image_id, outcome))
+        EncodeDone::new(move |outcome| cache.complete(&key, outcome))
     }
 
-    /// Checks every prompt against the image size and tokenises its text:
-    /// the `text` stage. Long texts are tokenised on the blocking pool.
+    /// Moves prompts in map units to pixels, checks every prompt against the
+    /// image size and tokenises its text: the `text` stage. Long texts are
+    /// tokenised on the blocking pool, so a huge one cannot stall the runtime.
     async fn check(
         &self,
         prompts: Vec<Prompt>,
         width: u32,
         height: u32,
+        georef: &Georef,
+        geometry: Geometry,
         t: &mut Timings,
     ) -> Result<Vec<CheckedPrompt>, ApiError> {
         let start = Instant::now();
         let text_bytes: usize = prompts.iter().filter_map(|p| p.text.as_ref()).map(String::len).sum();
-        let model = self.model.clone();
         let result = if text_bytes > INLINE_TEXT_BYTES {
-            self.blocking(move || check_all(&model, prompts, width, height))
+            let (model, georef) = (self.model.clone(), georef.clone());
+            self.blocking(move || check_all(&model, prompts, width, height, &georef, geometry.coords))
                 .await
                 .and_then(|r| r)
         } else {
-            check_all(&model, prompts, width, height)
+            check_all(&self.model, prompts, width, height, georef, geometry.coords)
         };
         self.metrics.observe_stage(Stage::Text, start.elapsed());
         t.text += ms(start.elapsed());
         result
     }
 
-    /// Decodes on the engine, post-processes, stores the results for refine.
+    /// Decodes on the engine, builds the outputs, stores the results for refine.
     async fn respond(
         &self,
         resolved: Resolved,
         outputs: Outputs,
+        geometry: Geometry,
         deadline: Instant,
         mut t: Timings,
         start: Instant,
     ) -> Result<SegmentResponse, ApiError> {
         let Resolved { image, prompts, cached } = resolved;
-        let output = self.decode(image.clone(), prompts.clone(), deadline).await?;
+        if geometry.multimask && self.model.kind() != ModelKind::Sam2 {
+            return Err(ApiError::invalid_request(
+                "multimask needs a SAM 2 model: this server's RSAM model gives one mask per prompt",
+            ));
+        }
+        let output = self
+            .decode(image.clone(), prompts.clone(), geometry.multimask, deadline)
+            .await?;
         t.queue = ms(output.queued);
         t.decode = ms(output.decode);
         let post_start = Instant::now();
-        let post = Postprocess {
+        let builder = OutputBuilder {
             image: image.clone(),
             results: self.results.clone(),
             outputs,
-            low_res_size: self.limits.low_res_size,
+            crs: geometry.crs,
         };
-        let results = self.blocking(move || post.run(prompts, output.predictions)).await?;
+        let built = self
+            .blocking(move || builder.run(prompts, output.predictions))
+            .await??;
         self.metrics.observe_stage(Stage::Postprocess, post_start.elapsed());
         t.postprocess = ms(post_start.elapsed());
         t.total = ms(start.elapsed());
@@ -379,7 +486,9 @@ impl Service {
             width: image.width(),
             height: image.height(),
             cached,
-            results,
+            georeferenced: image.georef.is_georeferenced(),
+            results: built.results,
+            geojson: built.geojson,
             timings_ms: t,
         })
     }
@@ -388,6 +497,7 @@ impl Service {
         &self,
         image: Arc<CachedImage>,
         prompts: Vec<CheckedPrompt>,
+        multimask: bool,
         deadline: Instant,
     ) -> Result<DecodeOutput, ApiError> {
         let (reply, rx) = oneshot::channel();
@@ -395,6 +505,7 @@ impl Service {
         let _ = self.engine.submit(Job::Decode(DecodeJob {
             image,
             prompts,
+            multimask,
             deadline,
             span: Span::current(),
             reply,
@@ -408,16 +519,18 @@ impl Service {
         let m = &self.model;
         let c = &self.config;
         ModelInfo {
-            model: m.config.name.clone(),
+            model: m.name().to_string(),
+            kind: m.kind(),
+            prompts: m.kind().prompts(),
             model_dir: c.model_dir.clone(),
-            weights: m.weights_path.clone(),
+            weights: m.weights_path().clone(),
             device: c.device.clone(),
             dtype: c.dtype.clone(),
             image_size: m.image_size(),
             low_res_size: m.low_res_size(),
-            max_text_tokens: m.tokenizer.max_tokens(),
-            parameters: m.load_report.num_parameters,
-            config: m.config.clone(),
+            max_text_tokens: m.max_text_tokens(),
+            parameters: m.load_report().num_parameters,
+            config: m.config_json(),
             cache: self.cache.stats(),
             queue: QueueInfo {
                 depth: self.engine.depth(),
@@ -445,75 +558,42 @@ impl Service {
     }
 }
 
-/// Checks every prompt; with several, an error names the query.
-fn check_all(model: &Rsam, prompts: Vec<Prompt>, width: u32, height: u32) -> Result<Vec<CheckedPrompt>, ApiError> {
+/// Checks every prompt (map units moved to pixels first); with several, an
+/// error names the query.
+fn check_all(
+    model: &LoadedModel,
+    prompts: Vec<Prompt>,
+    width: u32,
+    height: u32,
+    georef: &Georef,
+    coords: Coords,
+) -> Result<Vec<CheckedPrompt>, ApiError> {
     let many = prompts.len() > 1;
+    let in_query = |i: usize, e: crate::RsamError| {
+        let e = ApiError::from(e);
+        match many {
+            false => e,
+            true => ApiError::new(e.code, format!("queries[{i}]: {}", e.message)),
+        }
+    };
     prompts
         .into_iter()
         .enumerate()
         .map(|(i, p)| {
-            model.check_prompt(p, width, height).map_err(|e| {
-                let e = ApiError::from(e);
-                match many {
-                    false => e,
-                    true => ApiError::new(e.code, format!("queries[{i}]: {}", e.message)),
-                }
-            })
+            let p = match coords {
+                Coords::Pixel => p,
+                Coords::Map => image_input::prompt_from_map(p, georef).map_err(|e| in_query(i, e))?,
+            };
+            model.check_prompt(p, width, height).map_err(|e| in_query(i, e))
         })
         .collect()
 }
 
-/// What post-processing needs, owned so it can run on the blocking pool.
-struct Postprocess {
-    image: Arc<CachedImage>,
-    results: Arc<ResultStore>,
-    outputs: Outputs,
-    low_res_size: usize,
-}
-
-impl Postprocess {
-    fn run(self, prompts: Vec<CheckedPrompt>, predictions: Vec<Prediction>) -> Vec<SegmentResult> {
-        prompts
-            .into_iter()
-            .zip(predictions)
-            .map(|(prompt, pred)| self.one(prompt.into_prompt(), pred))
-            .collect()
-    }
-
-    fn one(&self, prompt: Prompt, pred: Prediction) -> SegmentResult {
-        let (w, h) = (self.image.width(), self.image.height());
-        let mask = pred.mask(w, h);
-        let o = self.outputs;
-        let side = self.low_res_size;
-        let logits = o
-            .logits
-            .then(|| crate::npy::write_f32(&[side, side], &pred.low_res_logits));
-        let result_id = self.results.insert(StoredResult {
-            image_id: self.image.image_id.clone(),
-            text: prompt.text,
-            points: prompt.points,
-            bbox: prompt.bbox,
-            low_res_logits: pred.low_res_logits.clone(),
-        });
-        SegmentResult {
-            result_id,
-            iou_prediction: pred.iou,
-            object_score_logit: pred.object_score_logit,
-            object_present: pred.object_present(),
-            area: mask.area(),
-            bbox: mask.bbox(),
-            rle: o.rle.then(|| mask.to_rle()),
-            png: o.png.then(|| mask.to_png()),
-            logits,
-            polygons: o.polygons.then(|| outer_polygons(&mask.data, w as usize, h as usize)),
-        }
-    }
-}
-
-/// One encode and one decode (text and a click) before reporting ready, so
-/// the first real request pays no lazy initialisation and a broken model
-/// fails at start-up rather than on traffic.
-fn warm_up(model: &Rsam) -> Result<(), ApiError> {
+/// One encode and a decode of two prompts (RSAM: a sentence and a click,
+/// batched; SAM 2: two clicks) before reporting ready, so the first real
+/// request pays no lazy initialisation and a broken model fails at
+/// start-up rather than on traffic.
+fn warm_up(model: &LoadedModel) -> Result<(), ApiError> {
     let (w, h) = (64u32, 48u32);
     let data = (0..w * h * 3).map(|i| (i % 251) as u8).collect();
     let image = Rgb8Image {
@@ -523,17 +603,19 @@ fn warm_up(model: &Rsam) -> Result<(), ApiError> {
     };
     let warm_up_error = |what: &str, e: crate::RsamError| ApiError::internal(format!("warm-up {what} failed: {e}"));
     let encoded = model.encode_image(&image).map_err(|e| warm_up_error("encode", e))?;
-    let mut prompt = Prompt::text("warm up");
-    prompt.points.push(crate::Point {
-        x: 10.0,
-        y: 10.0,
-        label: 1,
-    });
-    let prompt = model
-        .check_prompt(prompt, w, h)
-        .map_err(|e| warm_up_error("decode", e))?;
+    let click = |x: f32| Prompt {
+        points: vec![crate::Point { x, y: 10.0, label: 1 }],
+        ..Default::default()
+    };
+    let first = match model.kind() {
+        ModelKind::Rsam => Prompt {
+            text: Some("warm up".into()),
+            ..click(10.0)
+        },
+        ModelKind::Sam2 => click(10.0),
+    };
     model
-        .decode(&encoded, &[prompt])
+        .predict(&encoded, vec![first, click(30.0)], false)
         .map_err(|e| warm_up_error("decode", e))?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::geo::{GeoError, Stretch};
+pub use crate::image_input::Coords;
 use crate::preprocess::DEFAULT_MAX_PIXELS;
 
 #[derive(clap::Args, Debug)]
@@ -47,16 +48,6 @@ pub struct GeoOutputArgs {
     /// GeoJSON in WGS 84 longitude/latitude instead of the raster's CRS.
     #[arg(long)]
     pub wgs84: bool,
-}
-
-/// The unit of point and box prompts (`rsam segment --coords`).
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Coords {
-    /// Image pixels.
-    #[default]
-    Pixel,
-    /// The raster's CRS units, through the inverse of its transform.
-    Map,
 }
 
 #[derive(clap::Args, Debug)]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::DeviceArgs;
+use super::{Coords, DeviceArgs, GeoOutputArgs, RasterArgs};
 use crate::predictor::Point;
 
 #[derive(clap::Args, Debug)]
@@ -10,16 +10,21 @@ pub struct SegmentArgs {
     /// Model directory (config.json, weights, tokenizer); default: the bundled weights/rsam-demo.
     #[arg(long, env = "RSAM_MODEL")]
     pub model: Option<PathBuf>,
-    /// Image file (PNG, JPEG, TIFF, BMP, WebP).
+    /// Image file (PNG, JPEG, TIFF / GeoTIFF, BMP, WebP).
     #[arg(long)]
     pub image: PathBuf,
+    #[command(flatten)]
+    pub raster: RasterArgs,
+    /// Units of --point and --box: pixel (image pixels) or map (the raster's CRS units).
+    #[arg(long, value_enum, default_value_t = Coords::Pixel)]
+    pub coords: Coords,
     /// The referring sentence.
     #[arg(long)]
     pub text: Option<String>,
-    /// A click X,Y,LABEL in image pixels (label 1 positive, 0 negative); repeatable.
+    /// A click X,Y,LABEL in image pixels, or map units with --coords map (label 1 positive, 0 negative); repeatable.
     #[arg(long = "point", value_parser = parse_point)]
     pub points: Vec<Point>,
-    /// A box X0,Y0,X1,Y1 in image pixels.
+    /// A box X0,Y0,X1,Y1 in image pixels, or map units with --coords map.
     #[arg(long = "box", value_parser = parse_box)]
     pub bbox: Option<[f32; 4]>,
     /// Earlier low-resolution logits (.npy, S/4 x S/4 float32) as the mask prompt.
@@ -31,9 +36,12 @@ pub struct SegmentArgs {
     /// Write the preprocessed 3 x S x S float32 model input (.npy).
     #[arg(long)]
     pub input_out: Option<PathBuf>,
-    /// Write the mask at the image's size as a PNG (0 / 255).
+    /// Write the mask at the image's size: a PNG (0 / 255), or with a .tif /
+    /// .tiff name a u8 GeoTIFF with the input's georeferencing.
     #[arg(long)]
     pub mask_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub geo_output: GeoOutputArgs,
     /// SAM 2 models: return the three candidate masks (JSON `candidates`;
     /// --logits-out holds 3 x S/4 x S/4 logits in the model's order).
     #[arg(long)]
