@@ -17,8 +17,6 @@ use crate::weights::LoadReport;
 use crate::{Result, RsamError};
 
 /// A loaded model directory.
-// One per process: the size of a variant costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum LoadedModel {
     // Boxed: an RSAM predictor (BERT, the guidance module) is twice the
