@@ -23,6 +23,7 @@ pub mod errors;
 pub mod http;
 pub mod metrics;
 pub mod multipart;
+pub mod on_worker;
 pub mod outputs;
 pub mod page;
 pub mod results;

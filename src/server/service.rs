@@ -160,6 +160,7 @@ impl Service {
             max_batch_size: config.max_batch_size,
             max_batch_wait: config.max_batch_wait,
             workers: config.workers,
+            max_encode_batch: config.max_encode_batch,
         };
         let engine = Engine::start(model.clone(), engine_config, metrics.clone())
             .map_err(|e| ApiError::internal(format!("cannot start the model worker: {e}")))?;
