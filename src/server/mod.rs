@@ -21,6 +21,7 @@ pub mod config;
 pub mod engine;
 pub mod errors;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod multipart;
 pub mod on_worker;
