@@ -6,7 +6,8 @@
 //! - [`sam2::Sam2Predictor`]: SAM 2 / 2.1 models (clicks, boxes, mask prompts);
 //!   [`pretrained`]: RSAM initialised from SAM 2 + BERT as the official training does.
 //! - [`models`]: the network, one file per component; [`kernels`]: the CPU
-//!   kernels Candle lacks; [`nn`]: the building blocks choosing between them.
+//!   kernels Candle lacks; [`nn`]: the building blocks choosing between them;
+//!   [`device`]: what the GPU path needs, checked on the CPU.
 //! - [`server`]: the HTTP service; [`cli`]: the command line;
 //!   [`eval`] / [`train`] / [`synth`]: evaluation, training, synthetic data.
 //! - [`preprocess`]: the official input pipeline; [`mask`]: from logits to
@@ -17,6 +18,7 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod convert;
+pub mod device;
 pub mod error;
 pub mod eval;
 pub mod geo;

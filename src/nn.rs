@@ -8,6 +8,8 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use crate::device::{attention_budget, products};
+
 /// `nn.Linear` with bias (every linear layer in RSAM has one).
 ///
 /// Inputs of any rank are flattened to one matrix product: Candle's own
@@ -112,10 +114,21 @@ impl Module for Linear {
         if let Some(out) = self.biased_gemm(x, rows) {
             return out;
         }
-        if dims.len() <= 2 {
-            return self.0.forward(x);
+        // Rank-2 inputs too: a row view of a batch (the decoder's per-token
+        // outputs) has a layout cuBLAS rejects from two rows on.
+        on_rows(x, rows, |flat| self.generic(flat))
+    }
+}
+
+impl Linear {
+    /// `x W^T + b` from Candle's operations (CUDA, gradients, f16 / bf16
+    /// networks), through [`crate::device::products`].
+    fn generic(&self, flat: &Tensor) -> Result<Tensor> {
+        let y = products::matmul(flat, &self.0.weight().t()?)?;
+        match self.0.bias() {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
         }
-        on_rows(x, rows, |flat| self.0.forward(flat))
     }
 }
 
@@ -145,9 +158,21 @@ impl LayerNorm {
     }
 }
 
+impl LayerNorm {
+    /// Candle's fused LayerNorm (one kernel, accumulating in f32 for f16 /
+    /// bf16 too) for inference when the weights share the input's dtype.
+    fn fused_applies(&self, x: &Tensor) -> bool {
+        !x.track_op()
+            && x.is_contiguous()
+            && matches!(x.dtype(), DType::F32 | DType::F16 | DType::BF16)
+            && self.weight.dtype() == x.dtype()
+            && self.bias.dtype() == x.dtype()
+    }
+}
+
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !x.track_op() && x.is_contiguous() && x.dtype() == DType::F32 {
+        if self.fused_applies(x) {
             return candle_nn::ops::layer_norm(x, &self.weight, &self.bias, self.eps as f32);
         }
         let dtype = x.dtype();
@@ -328,13 +353,39 @@ pub fn scaled_dot_product_attention_with(
     composed_attention(q, k, v, key_mask, scale)
 }
 
-/// Attention from plain tensor ops (differentiable; any device and dtype).
+/// Attention from plain tensor ops (differentiable; any device and dtype),
+/// in blocks whose scores stay within
+/// [`crate::device::attention_budget::SCORE_BUDGET_BYTES`].
 pub fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
-    let mut scores = (q.contiguous()?.matmul(&k.transpose(2, 3)?.contiguous()?)? * scale)?;
+    composed_attention_within(q, k, v, key_mask, scale, attention_budget::SCORE_BUDGET_BYTES)
+}
+
+/// [`composed_attention`] with each block's scores within `budget` bytes.
+pub fn composed_attention_within(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    key_mask: Option<&Tensor>,
+    scale: f64,
+    budget: usize,
+) -> Result<Tensor> {
+    let (b, h, lq, _) = q.dims4()?;
+    let lk = k.dim(2)?;
+    let blocks = attention_budget::blocks((b, h, lq, lk), q.dtype().size_in_bytes(), budget);
+    attention_budget::in_blocks(q, k, v, key_mask, blocks, |q, k, v, mask| {
+        attention_block(q, k, v, mask, scale)
+    })
+}
+
+/// One block of [`composed_attention`]. `q` is scaled before the product:
+/// unscaled f16 scores pass 65504 long before scaled ones do.
+fn attention_block(q: &Tensor, k: &Tensor, v: &Tensor, key_mask: Option<&Tensor>, scale: f64) -> Result<Tensor> {
+    let q = (q.contiguous()? * scale)?;
+    let mut scores = products::matmul(&q, &k.contiguous()?.transpose(2, 3)?)?;
     if let Some(mask) = key_mask {
         scores = scores.broadcast_add(mask)?;
     }
-    softmax_last_dim(&scores)?.matmul(&v.contiguous()?)
+    products::matmul(&softmax_last_dim(&scores)?, &v.contiguous()?)
 }
 
 /// Exact (erf) GELU. Candle's CPU unary kernels run on one thread and call
@@ -538,6 +589,117 @@ mod tests {
         let fused = ln.forward(&x)?;
         let plain = ln.forward(Var::from_tensor(&x)?.as_tensor())?;
         assert!(max_diff(&fused, &plain) < 1e-5);
+        Ok(())
+    }
+
+    /// The decoder's per-token rows (`hs.narrow(1, i, 1).squeeze(1)`, rows
+    /// N*d apart) reach the generic path's product as one contiguous
+    /// matrix: the product's layout check (an error in debug builds for any
+    /// layout cuBLAS rejects) passes, from one row to many.
+    #[test]
+    fn row_views_reach_the_generic_linear_as_a_contiguous_matrix() -> Result<()> {
+        let dev = Device::Cpu;
+        for dtype in [DType::F16, DType::BF16, DType::F32] {
+            let w = Tensor::randn(0f32, 0.3, (6, 8), &dev)?.to_dtype(dtype)?;
+            let b = Tensor::randn(0f32, 1.0, 6, &dev)?.to_dtype(dtype)?;
+            let layer = Linear(candle_nn::Linear::new(w, Some(b)));
+            for batch in [1usize, 2, 5] {
+                let hs = Tensor::randn(0f32, 1.0, (batch, 7, 8), &dev)?.to_dtype(dtype)?;
+                let rows = hs.narrow(1, 3, 1)?.squeeze(1)?;
+                let copied = rows.contiguous()?;
+                let direct = on_rows(&rows, batch, |flat| layer.generic(flat))?;
+                let want = on_rows(&copied, batch, |flat| layer.generic(flat))?;
+                assert_eq!(direct.dims(), &[batch, 6]);
+                let as_f32 = |t: &Tensor| t.to_dtype(DType::F32);
+                assert_eq!(
+                    max_diff(&as_f32(&direct)?, &as_f32(&want)?),
+                    0.0,
+                    "{dtype:?}, {batch} rows"
+                );
+                // The layer itself (custom kernels for f32, generic otherwise).
+                assert_eq!(layer.forward(&rows)?.dims(), &[batch, 6]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Attention cut into blocks of batch items, heads and query rows under
+    /// a byte budget gives what one block gives, with and without a mask.
+    #[test]
+    fn attention_under_a_byte_budget_equals_one_block() -> Result<()> {
+        let dev = Device::Cpu;
+        let (b, h, lq, lk, d) = (3, 4, 37, 29, 8);
+        let q = Tensor::randn(0f32, 1.0, (b, h, lq, d), &dev)?;
+        let k = Tensor::randn(0f32, 1.0, (b, h, lk, d), &dev)?;
+        let v = Tensor::randn(0f32, 1.0, (b, h, lk, d), &dev)?;
+        let valid: Vec<u32> = (0..b * lk).map(|i| u32::from(i % lk < lk - 2 * (i / lk))).collect();
+        let mask = additive_key_mask(&Tensor::from_vec(valid, (b, lk), &dev)?, DType::F32)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let row = lk * 4;
+        for m in [None, Some(&mask)] {
+            let whole = composed_attention_within(&q, &k, &v, m, scale, usize::MAX)?;
+            // Two items, two heads, five query rows, one row per block.
+            for budget in [2 * h * lq * row, 2 * lq * row, 5 * row, 1] {
+                let blocked = composed_attention_within(&q, &k, &v, m, scale, budget)?;
+                assert_eq!(blocked.dims(), whole.dims());
+                let diff = max_diff(&blocked, &whole);
+                assert!(diff < 1e-6, "budget {budget}: differs by {diff}");
+            }
+        }
+        Ok(())
+    }
+
+    /// f16 scores of large activations: unscaled, QK^T passes f16's 65504
+    /// (64 x 40 x ~41 = ~105,000) and the softmax of infinities is NaN;
+    /// scaled first (by 1/8) every score is finite, and the attention picks
+    /// the key with the largest score (80 above the next) as f32 does.
+    #[test]
+    fn f16_attention_scales_before_the_product() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = (Tensor::ones((1, 1, 3, 64), DType::F32, &dev)? * 40.0)?;
+        let offsets = Tensor::arange(0f32, 5.0, &dev)?.reshape((1, 1, 5, 1))?;
+        let k = ((offsets * 0.25)? + 40.0)?.broadcast_as((1, 1, 5, 64))?.contiguous()?;
+        let v = Tensor::randn(0f32, 1.0, (1, 1, 5, 64), &dev)?;
+        let half = |t: &Tensor| t.to_dtype(DType::F16);
+        let unscaled = half(&q)?.matmul(&half(&k)?.transpose(2, 3)?)?.to_dtype(DType::F32)?;
+        assert!(unscaled
+            .flatten_all()?
+            .to_vec1::<f32>()?
+            .iter()
+            .any(|s| s.is_infinite()));
+        let want = composed_attention(&q, &k, &v, None, 0.125)?;
+        let got = composed_attention(&half(&q)?, &half(&k)?, &half(&v)?, None, 0.125)?.to_dtype(DType::F32)?;
+        let diff = max_diff(&got, &want);
+        assert!(diff < 0.01, "f16 attention differs by {diff}");
+        Ok(())
+    }
+
+    /// f16 / bf16 LayerNorm runs Candle's fused kernel (f32 accumulation)
+    /// and follows f32 within the rounding of the output.
+    #[test]
+    fn low_precision_layer_norm_is_fused_and_follows_f32() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(2f32, 3.0, (4, 64), &dev)?;
+        let (w, b) = (Tensor::randn(0f32, 1.0, 64, &dev)?, Tensor::randn(0f32, 1.0, 64, &dev)?);
+        let f32_ln = LayerNorm {
+            weight: w.clone(),
+            bias: b.clone(),
+            eps: 1e-6,
+        };
+        let want = f32_ln.forward(&x)?;
+        for (dtype, tolerance) in [(DType::F16, 0.01), (DType::BF16, 0.05)] {
+            let ln = LayerNorm {
+                weight: w.to_dtype(dtype)?,
+                bias: b.to_dtype(dtype)?,
+                eps: 1e-6,
+            };
+            let x = x.to_dtype(dtype)?;
+            assert!(ln.fused_applies(&x), "{dtype:?}");
+            let got = ln.forward(&x)?;
+            assert_eq!(got.dtype(), dtype);
+            let diff = max_diff(&got.to_dtype(DType::F32)?, &want);
+            assert!(diff < tolerance, "{dtype:?}: differs by {diff}");
+        }
         Ok(())
     }
 }

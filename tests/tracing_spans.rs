@@ -50,7 +50,11 @@ fn encode_and_decode_open_a_span_per_component() {
     let seen = names.0.lock().unwrap().clone();
     for expected in [
         "image-encoder",
+        "hiera",
+        "hiera-block",
         "fpn-neck",
+        "prompt-encoder-points",
+        "mask-decoder",
         "bert",
         "bert-layer",
         "two-way-guidance",

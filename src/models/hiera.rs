@@ -7,10 +7,11 @@
 //! each stage transition.
 
 use candle_core::{DType, Module, Result, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::{Conv2dConfig, VarBuilder};
 
 use crate::config::SamArchitecture;
-use crate::nn::{linear, scaled_dot_product_attention_with, Activation, LayerNorm, Linear, Mlp};
+use crate::device::products;
+use crate::nn::{at_least_f32, linear, scaled_dot_product_attention_with, Activation, LayerNorm, Linear, Mlp};
 
 const NORM_EPS: f64 = 1e-6;
 
@@ -116,6 +117,7 @@ impl MultiScaleBlock {
 
     /// `x`: B x H x W x C.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("hiera-block").entered();
         let normed = self.norm1.forward(x)?;
         let shortcut = match (&self.proj, self.q_stride) {
             (Some(proj), Some(stride)) => max_pool_nhwc(&proj.forward(&normed)?, stride)?,
@@ -185,7 +187,7 @@ fn window_unpartition(windows: &Tensor, ws: usize, (hp, wp): (usize, usize), (h,
 /// resolution first.
 #[derive(Debug, Clone)]
 pub struct Hiera {
-    patch_embed: Conv2d,
+    patch_embed: products::Conv2d,
     pos_embed: PosEmbed,
     blocks: Vec<MultiScaleBlock>,
     stage_ends: Vec<usize>,
@@ -222,11 +224,17 @@ impl Hiera {
             stride: 4,
             ..Default::default()
         };
-        let patch_embed = candle_nn::conv2d(3, h.embed_dim, 7, conv_cfg, vb.pp("patch_embed.proj"))?;
+        let patch_embed = products::conv2d(3, h.embed_dim, 7, conv_cfg, vb.pp("patch_embed.proj"))?;
         let [bh, bw] = h.window_pos_embed_bkg_spatial_size;
-        let pos_bkg = vb.get((1, h.embed_dim, bh, bw), "pos_embed")?;
         let ws0 = h.window_spec[0];
-        let pos_window = vb.get((1, h.embed_dim, ws0, ws0), "pos_embed_window")?;
+        // Loaded and resampled in f32 whatever the network's dtype, then cast
+        // once: the official model keeps these parameters f32 (autocast), and
+        // a bf16 bicubic resampling would round every step of it.
+        let exact = |shape: (usize, usize, usize, usize), name: &str| {
+            vb.get_with_hints_dtype(shape, name, Default::default(), at_least_f32(vb.dtype()))
+        };
+        let pos_bkg = exact((1, h.embed_dim, bh, bw), "pos_embed")?;
+        let pos_window = exact((1, h.embed_dim, ws0, ws0), "pos_embed_window")?;
         let grid = cfg.image_size() / 4;
         let pos_embed = if pos_bkg.track_op() || pos_window.track_op() {
             PosEmbed::Trainable {
@@ -235,7 +243,7 @@ impl Hiera {
                 grid: (grid, grid),
             }
         } else {
-            PosEmbed::Fixed(build_pos_embed(&pos_bkg, &pos_window, grid, grid)?)
+            PosEmbed::Fixed(build_pos_embed(&pos_bkg, &pos_window, grid, grid)?.to_dtype(vb.dtype())?)
         };
 
         let depth: usize = h.stages.iter().sum();
@@ -283,7 +291,13 @@ impl Hiera {
         })
     }
 
+    /// The positional embedding added to the patch grid, 1 x h x w x C.
+    pub fn pos_embed(&self) -> Result<Tensor> {
+        self.pos_embed.get()
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
+        let _span = tracing::trace_span!("hiera").entered();
         let x = self.patch_embed.forward(x)?.permute((0, 2, 3, 1))?;
         let mut x = x.broadcast_add(&self.pos_embed.get()?.to_dtype(x.dtype())?)?;
         let mut outputs = Vec::with_capacity(self.stage_ends.len());
@@ -312,12 +326,8 @@ fn build_pos_embed(bkg: &Tensor, window: &Tensor, h: usize, w: usize) -> Result<
     let wx = Tensor::from_vec(bicubic_matrix(bw, w), (w, bw), device)?.to_dtype(bkg.dtype())?;
     // (C, bh, bw) -> (C, h, bw) -> (C, h, w)
     let planes = bkg.reshape((c, bh, bw))?;
-    let rows = wy
-        .unsqueeze(0)?
-        .broadcast_as((c, h, bh))?
-        .contiguous()?
-        .matmul(&planes)?;
-    let resized = rows.matmul(&wx.t()?.unsqueeze(0)?.broadcast_as((c, bw, w))?.contiguous()?)?;
+    let rows = products::matmul(&wy.unsqueeze(0)?.broadcast_as((c, h, bh))?.contiguous()?, &planes)?;
+    let resized = products::matmul(&rows, &wx.t()?.unsqueeze(0)?.broadcast_as((c, bw, w))?.contiguous()?)?;
     let tiled = window.reshape((c, wh, ww))?.repeat((1, h / wh, w / ww))?;
     (resized + tiled)?.permute((1, 2, 0))?.unsqueeze(0)?.contiguous()
 }

@@ -8,10 +8,11 @@
 //! without gating ([`MaskDecoder::forward_all_masks`]).
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{ConvTranspose2d, ConvTranspose2dConfig, VarBuilder};
+use candle_nn::{ConvTranspose2dConfig, VarBuilder};
 
 use super::transformer::TwoWayTransformer;
 use crate::config::SamArchitecture;
+use crate::device::products::{self, conv_transpose2d, ConvTranspose2d};
 use crate::models::pointwise_conv::{pointwise_conv, PointwiseConv};
 use crate::nn::{gelu_erf, Activation, LayerNorm2d, Mlp};
 
@@ -112,9 +113,9 @@ impl MaskDecoder {
                 vb.pp("transformer"),
             )?,
             output_tokens,
-            upscale_conv1: candle_nn::conv_transpose2d(d, d / 4, 2, up, vb.pp("output_upscaling.0"))?,
+            upscale_conv1: conv_transpose2d(d, d / 4, 2, up, vb.pp("output_upscaling.0"))?,
             upscale_norm: LayerNorm2d::new(d / 4, 1e-6, vb.pp("output_upscaling.1"))?,
-            upscale_conv2: candle_nn::conv_transpose2d(d / 4, d / 8, 2, up, vb.pp("output_upscaling.3"))?,
+            upscale_conv2: conv_transpose2d(d / 4, d / 8, 2, up, vb.pp("output_upscaling.3"))?,
             conv_s0: pointwise_conv(d, d / 8, vb.pp("conv_s0"))?,
             conv_s1: pointwise_conv(d, d / 4, vb.pp("conv_s1"))?,
             hypernetwork_mlps,
@@ -162,6 +163,7 @@ impl MaskDecoder {
         high_res_s1: &Tensor,
         sparse_mask: Option<&Tensor>,
     ) -> Result<DecoderOutput> {
+        let _span = tracing::trace_span!("mask-decoder").entered();
         let heads = self.predict(
             image_embed,
             image_pe,
@@ -204,6 +206,7 @@ impl MaskDecoder {
         high_res_s1: &Tensor,
         sparse_mask: Option<&Tensor>,
     ) -> Result<AllMasks> {
+        let _span = tracing::trace_span!("mask-decoder-all").entered();
         let heads = self.predict(
             image_embed,
             image_pe,
@@ -293,7 +296,7 @@ impl MaskDecoder {
             }
         };
         let m = hyper.dim(1)?;
-        let masks = hyper.matmul(&up.reshape((b, uc, uh * uw))?)?.reshape((b, m, uh, uw))?;
+        let masks = products::matmul(&hyper, &up.reshape((b, uc, uh * uw))?)?.reshape((b, m, uh, uw))?;
 
         let iou = self.iou_prediction_head.forward(&iou_token_out)?;
         let object_score_logits = self.pred_obj_score_head.forward(&hs.narrow(1, 0, 1)?.squeeze(1)?)?;

@@ -4,7 +4,9 @@
 //! product kernel on the f32 feature map.
 
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{Conv2d, VarBuilder};
+use candle_nn::VarBuilder;
+
+use crate::device::products::{self, Conv2d};
 
 #[derive(Debug, Clone)]
 pub struct PointwiseConv(Conv2d);
@@ -14,7 +16,7 @@ pub struct PointwiseConv(Conv2d);
 pub fn pointwise_conv(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<PointwiseConv> {
     let dtype = crate::autocast::product_weight_dtype(&vb);
     if dtype == vb.dtype() {
-        return Ok(PointwiseConv(candle_nn::conv2d(
+        return Ok(PointwiseConv(products::conv2d(
             in_dim,
             out_dim,
             1,
@@ -24,7 +26,11 @@ pub fn pointwise_conv(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<P
     }
     let weight = vb.get_with_hints_dtype((out_dim, in_dim, 1, 1), "weight", candle_nn::Init::Const(0.0), dtype)?;
     let bias = vb.get(out_dim, "bias")?;
-    Ok(PointwiseConv(Conv2d::new(weight, Some(bias), Default::default())))
+    Ok(PointwiseConv(Conv2d::new(candle_nn::Conv2d::new(
+        weight,
+        Some(bias),
+        Default::default(),
+    ))))
 }
 
 impl Module for PointwiseConv {
@@ -55,9 +61,11 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2, 37, 9, 11), &dev)?;
         let w = Tensor::randn(0f32, 0.2, (70, 37, 1, 1), &dev)?.to_dtype(DType::BF16)?;
         let b = Tensor::randn(0f32, 1.0, 70, &dev)?;
-        let ours = PointwiseConv(Conv2d::new(w.clone(), Some(b.clone()), Default::default())).forward(&x)?;
+        let conv = candle_nn::Conv2d::new(w.clone(), Some(b.clone()), Default::default());
+        let ours = PointwiseConv(Conv2d::new(conv)).forward(&x)?;
         let rounded = crate::kernels::bf16::round_to_bf16(&x)?;
-        let reference = Conv2d::new(w.to_dtype(DType::F32)?, Some(b), Default::default()).forward(&rounded)?;
+        let reference =
+            candle_nn::Conv2d::new(w.to_dtype(DType::F32)?, Some(b), Default::default()).forward(&rounded)?;
         assert_eq!(ours.dims(), &[2, 70, 9, 11]);
         let scale = reference.abs()?.max_all()?.to_scalar::<f32>()?;
         let diff = (ours - reference)?.abs()?.max_all()?.to_scalar::<f32>()?;

@@ -4,9 +4,10 @@
 //! only; SAM 2 has no text) the learned `description_pe` for text tokens.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, VarBuilder};
+use candle_nn::{Conv2dConfig, Embedding, VarBuilder};
 
 use crate::config::SamArchitecture;
+use crate::device::products::{conv2d, Conv2d};
 use crate::nn::{at_least_f32, gelu_erf, LayerNorm2d};
 
 /// Label of the padding point (`not_a_point_embed`).
@@ -18,7 +19,9 @@ pub const LABEL_BOX_BOTTOM_RIGHT: i64 = 3;
 
 #[derive(Debug, Clone)]
 pub struct PromptEncoder {
-    /// 2 x d/2 Gaussian frequency matrix.
+    /// 2 x d/2 Gaussian frequency matrix, f32 whatever the network's
+    /// dtype (the official model keeps it f32: rounded to bf16 it moves the
+    /// encoding by up to 0.04).
     gaussian: Tensor,
     point_embeddings: Vec<Tensor>,
     not_a_point_embed: Tensor,
@@ -57,17 +60,22 @@ impl PromptEncoder {
         };
         let md = vb.pp("mask_downscaling");
         let mask_downscaling = MaskDownscaling {
-            conv0: candle_nn::conv2d(1, c / 4, 2, stride2, md.pp("0"))?,
+            conv0: conv2d(1, c / 4, 2, stride2, md.pp("0"))?,
             norm1: LayerNorm2d::new(c / 4, 1e-6, md.pp("1"))?,
-            conv3: candle_nn::conv2d(c / 4, c, 2, stride2, md.pp("3"))?,
+            conv3: conv2d(c / 4, c, 2, stride2, md.pp("3"))?,
             norm4: LayerNorm2d::new(c, 1e-6, md.pp("4"))?,
-            conv6: candle_nn::conv2d(c, d, 1, Default::default(), md.pp("6"))?,
+            conv6: conv2d(c, d, 1, Default::default(), md.pp("6"))?,
         };
         let point_embeddings = (0..4)
             .map(|i| vb.get((1, d), &format!("point_embeddings.{i}.weight")))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            gaussian: vb.get((2, d / 2), "pe_layer.positional_encoding_gaussian_matrix")?,
+            gaussian: vb.get_with_hints_dtype(
+                (2, d / 2),
+                "pe_layer.positional_encoding_gaussian_matrix",
+                Default::default(),
+                at_least_f32(vb.dtype()),
+            )?,
             point_embeddings,
             not_a_point_embed: vb.get((1, d), "not_a_point_embed.weight")?,
             no_mask_embed: vb.get((1, d), "no_mask_embed.weight")?,
@@ -116,6 +124,7 @@ impl PromptEncoder {
     /// `coords`: B x N x 2 (f32), `labels`: B x N (i64: -1 pad, 0 neg, 1 pos,
     /// 2 / 3 box corners). The caller appends the padding point.
     pub fn embed_points(&self, coords: &Tensor, labels: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("prompt-encoder-points").entered();
         // Shift to the pixel centre, normalise by the input size.
         let coords = ((coords + 0.5)? / self.input_size as f64)?;
         let pe = self.pe_encoding(&coords)?;
@@ -143,6 +152,7 @@ impl PromptEncoder {
 
     /// Dense embedding of a mask prompt (B x 1 x 4h x 4w low-res logits).
     pub fn embed_masks(&self, masks: &Tensor) -> Result<Tensor> {
+        let _span = tracing::trace_span!("prompt-encoder-masks").entered();
         self.mask_downscaling.forward(masks)
     }
 

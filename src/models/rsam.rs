@@ -30,6 +30,9 @@ pub struct TextBatch {
     pub input_ids: Tensor,
     /// B x L u32, 1 for tokens, 0 for padding.
     pub attention_mask: Tensor,
+    /// Whether any sequence is padded, known here so that a decode never
+    /// reads the mask back from the device.
+    padded: bool,
 }
 
 impl TextBatch {
@@ -45,12 +48,13 @@ impl TextBatch {
         Ok(Self {
             input_ids: Tensor::from_vec(flat_ids, (ids.len(), len), device)?,
             attention_mask: Tensor::from_vec(flat_mask, (ids.len(), len), device)?,
+            padded: ids.iter().any(|seq| seq.len() < len),
         })
     }
 
     /// Whether any sequence is padded (then attention needs key masks).
-    pub fn is_padded(&self) -> Result<bool> {
-        Ok(self.attention_mask.min_all()?.to_scalar::<u32>()? == 0)
+    pub fn is_padded(&self) -> bool {
+        self.padded
     }
 }
 
@@ -191,7 +195,7 @@ impl RsamModel {
         let (_, c, h, w) = image_embed.dims4()?;
         let image = image_embed.broadcast_as((b, c, h, w))?.contiguous()?;
         let text_pe = self.prompt_encoder.text_pe(len, &self.device)?.to_dtype(self.dtype)?;
-        let mask = if texts.is_padded()? {
+        let mask = if texts.is_padded() {
             Some(additive_key_mask(&texts.attention_mask, self.dtype)?)
         } else {
             None

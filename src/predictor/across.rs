@@ -5,7 +5,7 @@
 //! when every prompt has the same sentence (the usual case: one sentence
 //! searched across the windows of a scene).
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 
 use super::{CheckedPrompt, EncodedImage, Prediction, Rsam};
 use crate::models::image_encoder::ImageEmbeddings;
@@ -90,9 +90,9 @@ impl Rsam {
     /// The decoder's outputs as one [`Prediction`] per row.
     pub(super) fn predictions(&self, out: &DecoderOutput, rows: usize) -> Result<Vec<Prediction>> {
         let side = self.low_res_size();
-        let logits: Vec<f32> = out.low_res_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let ious: Vec<f32> = out.iou.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let scores: Vec<f32> = out.object_score_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        // One device-to-host read for all three.
+        let [logits, ious, scores] =
+            crate::device::host_read::to_host_f32([&out.low_res_logits, &out.iou, &out.object_score_logits])?;
         Ok((0..rows)
             .map(|i| Prediction {
                 low_res_logits: logits[i * side * side..(i + 1) * side * side].to_vec(),

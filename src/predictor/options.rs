@@ -44,17 +44,13 @@ pub fn parse_dtype(spec: &str) -> Result<DType> {
     }
 }
 
-/// bf16 on the CPU runs on rsam's kernels ([`crate::autocast`]); without
-/// them (`RSAM_GENERIC_KERNELS=1`) the whole network would run in bf16, and
-/// Candle's CPU convolution has no bf16 matrix multiply: say so before
-/// loading rather than failing inside the first forward pass.
+/// Refuses a dtype the device has no kernels for, before loading rather
+/// than inside the first forward pass: bf16 / f16 on a GPU too old for
+/// Candle's kernels ([`crate::device::capability`]). (bf16 on the CPU runs
+/// on rsam's kernels, or, with `RSAM_GENERIC_KERNELS=1`, through
+/// [`crate::device::products`].)
 pub fn check_dtype_on_device(dtype: DType, device: &Device) -> Result<()> {
-    if dtype == DType::BF16 && device.is_cpu() && !crate::kernels::choice::custom_kernels() {
-        return Err(RsamError::Device(
-            "bf16 on the CPU needs rsam's CPU kernels, which RSAM_GENERIC_KERNELS=1 turns off (Candle's CPU convolution has no bf16 matrix multiply): use f32 or f16 there, or unset it".into(),
-        ));
-    }
-    Ok(())
+    crate::device::capability::check_dtype_on_gpu(dtype, device)
 }
 
 /// Where the bundled demo model lives, relative to the repository root.

@@ -257,9 +257,8 @@ impl Sam2Predictor {
         let side = self.low_res_size();
         let batch = self.prepare_batch(features, prompts)?;
         let out = self.network.decode(&features.embeddings, &batch)?;
-        let logits: Vec<f32> = out.masks.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let ious: Vec<f32> = out.iou.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-        let scores: Vec<f32> = out.object_score_logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let [logits, ious, scores] =
+            crate::device::host_read::to_host_f32([&out.masks, &out.iou, &out.object_score_logits])?;
         let plane = side * side;
         let dynamic = self.config.dynamic_multimask_via_stability.then_some(DynamicMultimask {
             delta: self.config.dynamic_multimask_stability_delta as f32,

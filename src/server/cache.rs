@@ -259,7 +259,7 @@ mod tests {
             image_id: id.into(),
             key: id.into(),
             georef: Georef::default(),
-            encoded: f.clone(),
+            encoded: crate::server::on_worker::OnWorker::anywhere(f.clone()),
             encode_time: Duration::from_millis(1),
         }))
     }

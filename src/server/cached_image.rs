@@ -6,6 +6,8 @@ use std::time::Duration;
 use crate::geo::Georef;
 use crate::predictor::EncodedImage;
 
+use super::on_worker::OnWorker;
+
 /// An encoded image under its content id.
 #[derive(Debug)]
 pub struct CachedImage {
@@ -16,8 +18,9 @@ pub struct CachedImage {
     pub key: String,
     /// Where the image lies on Earth (empty for a plain image).
     pub georef: Georef,
-    /// The features, with the original size the prompts refer to.
-    pub encoded: EncodedImage,
+    /// The features, with the original size the prompts refer to (freed
+    /// on a model worker: see [`super::on_worker`]).
+    pub encoded: OnWorker<EncodedImage>,
     /// How long the encoding took (reported to the requests that waited).
     pub encode_time: Duration,
 }

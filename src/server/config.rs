@@ -35,8 +35,10 @@ pub struct ServerConfig {
     pub result_ttl: Duration,
     /// How many results stay refinable.
     pub result_capacity: usize,
-    /// Model worker threads.
+    /// Model worker threads (one on a CUDA device).
     pub workers: usize,
+    /// Most queued images encoded as one batch.
+    pub max_encode_batch: usize,
 }
 
 impl ServerConfig {
@@ -60,6 +62,7 @@ impl ServerConfig {
             result_ttl: Duration::from_secs(600),
             result_capacity: 1000,
             workers: 1,
+            max_encode_batch: 1,
         }
     }
 }

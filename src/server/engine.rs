@@ -10,16 +10,24 @@
 //! `max_batch_wait` for more while nothing else is queued) and runs them as
 //! one `LoadedModel::decode` call. The model gives each prompt of a batch exactly
 //! what it gives alone, so batching only changes throughput. One request's
-//! prompts are never split.
+//! prompts are never split. Likewise a worker that takes an encode job takes
+//! up to `max_encode_batch - 1` more queued encodes (of other images) and
+//! runs them as one `encode_batch` (a GPU's throughput grows with the batch).
+//!
+//! On a GPU: one worker per device (Candle gives each thread its own CUDA
+//! stream, so a second worker could read features whose kernels still run
+//! on the first's), the device synchronised at the end of every encode (so
+//! its time is the kernels' and not their launches'), and features freed on
+//! a worker ([`super::on_worker`]).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::loaded_model::LoadedModel;
-use crate::predictor::{CheckedPrompt, ModelImage};
+use crate::predictor::{CheckedPrompt, EncodedImage, ModelImage};
 use crate::Prediction;
 use tokio::sync::oneshot;
 use tracing::Span;
@@ -27,6 +35,7 @@ use tracing::Span;
 use super::cached_image::CachedImage;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::{Metrics, Stage};
+use super::on_worker::{mark_model_worker, Graveyard, OnWorker};
 
 /// Queue and batching settings.
 #[derive(Debug, Clone)]
@@ -37,8 +46,10 @@ pub struct EngineConfig {
     pub max_batch_size: usize,
     /// Longest a decode waits for batch mates while nothing else is queued.
     pub max_batch_wait: Duration,
-    /// Worker threads (each runs whole model calls).
+    /// Worker threads (each runs whole model calls); one on a GPU.
     pub workers: usize,
+    /// Most images encoded in one batch (1: one at a time).
+    pub max_encode_batch: usize,
 }
 
 /// Called exactly once with an encoding's outcome (on drop if never called,
@@ -132,6 +143,8 @@ struct Queued {
 
 struct QueueState {
     jobs: VecDeque<Queued>,
+    /// Values dropped off the workers, for a worker to drop.
+    buried: Vec<Box<dyn Send>>,
     closed: bool,
 }
 
@@ -151,10 +164,18 @@ impl Queue {
         self.metrics.queue_depth.set(state.jobs.len() as i64);
     }
 
-    /// Next job, blocking; `None` once closed and drained.
+    /// Next job, blocking; `None` once closed and drained. Drops what was
+    /// buried meanwhile first (outside the lock).
     fn pop(&self) -> Option<Queued> {
         let mut state = self.lock();
         loop {
+            if !state.buried.is_empty() {
+                let buried = std::mem::take(&mut state.buried);
+                drop(state);
+                drop(buried);
+                state = self.lock();
+                continue;
+            }
             if let Some(job) = state.jobs.pop_front() {
                 self.set_depth(&state);
                 return Some(job);
@@ -164,6 +185,23 @@ impl Queue {
             }
             state = self.ready.wait(state).unwrap_or_else(|e| e.into_inner());
         }
+    }
+}
+
+impl Graveyard for Queue {
+    fn bury(&self, value: Box<dyn Send>) {
+        self.lock().buried.push(value);
+        self.ready.notify_all();
+    }
+}
+
+/// Worker threads for `requested` on a model on a CUDA device (`on_cuda`)
+/// or not: one per CUDA device, as asked elsewhere (at least one).
+pub fn worker_count(requested: usize, on_cuda: bool) -> usize {
+    if on_cuda {
+        1
+    } else {
+        requested.max(1)
     }
 }
 
@@ -187,14 +225,25 @@ impl Engine {
         let queue = Arc::new(Queue {
             state: Mutex::new(QueueState {
                 jobs: VecDeque::new(),
+                buried: Vec::new(),
                 closed: false,
             }),
             ready: Condvar::new(),
             capacity: config.max_queue.max(1),
             metrics: metrics.clone(),
         });
+        let count = worker_count(config.workers, model.device().is_cuda());
+        if count < config.workers {
+            tracing::warn!(
+                requested = config.workers,
+                workers = count,
+                device = ?model.device().location(),
+                "one model worker per CUDA device: --workers {} lowered to {count}",
+                config.workers
+            );
+        }
         let mut workers = Vec::new();
-        for i in 0..config.workers.max(1) {
+        for i in 0..count {
             let worker = Worker {
                 model: model.clone(),
                 queue: queue.clone(),
@@ -288,12 +337,16 @@ struct Taken {
 
 impl Worker {
     fn run(self) {
+        mark_model_worker();
         while let Some(first) = self.queue.pop() {
             let queued = first.enqueued.elapsed();
             // Our own bookkeeping must not kill the worker either: a panic
             // drops the job's reply channels, which answers it with an error.
             let _ = catch_unwind(AssertUnwindSafe(|| match first.job {
-                Job::Encode(job) => self.encode(*job),
+                Job::Encode(job) => {
+                    let batch = self.collect_encodes(*job);
+                    self.encode(batch);
+                }
                 Job::Decode(job) => {
                     let batch = self.collect_batch(Taken { job, queued });
                     self.decode(batch);
@@ -302,31 +355,111 @@ impl Worker {
         }
     }
 
-    fn encode(&self, job: EncodeJob) {
-        let _request = job.span.enter();
-        if Instant::now() > job.deadline {
-            return job.done.call(Err(timeout()));
+    /// Takes up to `max_encode_batch - 1` queued encode jobs besides
+    /// `first` (without waiting for more).
+    fn collect_encodes(&self, first: EncodeJob) -> Vec<EncodeJob> {
+        let max = self.config.max_encode_batch.max(1);
+        let mut batch = vec![first];
+        let mut state = self.queue.lock();
+        let mut i = 0;
+        while i < state.jobs.len() && batch.len() < max {
+            if !matches!(state.jobs[i].job, Job::Encode(_)) {
+                i += 1;
+                continue;
+            }
+            if let Some(Queued {
+                job: Job::Encode(job), ..
+            }) = state.jobs.remove(i)
+            {
+                batch.push(*job);
+            }
         }
+        self.queue.set_depth(&state);
+        batch
+    }
+
+    /// Encodes a batch of images as one model call; if it fails as a whole,
+    /// one by one, so that one bad image fails only its own request.
+    fn encode(&self, jobs: Vec<EncodeJob>) {
+        let now = Instant::now();
+        let (live, expired): (Vec<EncodeJob>, Vec<EncodeJob>) = jobs.into_iter().partition(|j| now <= j.deadline);
+        for job in expired {
+            job.done.call(Err(timeout()));
+        }
+        if live.is_empty() {
+            return;
+        }
+        let span = tracing::info_span!("encode_batch", images = live.len());
+        for job in &live {
+            span.follows_from(&job.span);
+        }
+        let _batch = span.enter();
+        let images: Vec<ModelImage> = live.iter().map(|j| j.image.clone()).collect();
+        match self.run_encode(&images) {
+            Ok((encoded, took)) => {
+                for (job, encoded) in live.into_iter().zip(encoded) {
+                    self.finish_encode(job, Ok((encoded, took)));
+                }
+            }
+            Err(_) if live.len() > 1 => {
+                for job in live {
+                    let result = self.run_encode(std::slice::from_ref(&job.image));
+                    let result = result.map(|(mut encoded, took)| (encoded.remove(0), took));
+                    self.finish_encode(job, result);
+                }
+            }
+            Err(e) => {
+                for job in live {
+                    self.finish_encode(job, Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// One `encode_batch` call, timed up to the device's end of the work.
+    fn run_encode(&self, images: &[ModelImage]) -> Result<(Vec<EncodedImage>, Duration), ApiError> {
         let start = Instant::now();
-        let result = catch_unwind(AssertUnwindSafe(|| self.model.encode(&job.image)));
-        let encode_time = start.elapsed();
-        self.metrics.observe_stage(Stage::Encode, encode_time);
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let encoded = self.model.encode_batch(images)?;
+            // Kernels still running on this thread's CUDA stream: wait for
+            // them, so that the time is real and another thread reading the
+            // features reads finished ones.
+            self.model.device().synchronize()?;
+            Ok::<_, crate::RsamError>(encoded)
+        }));
+        let took = start.elapsed();
+        self.metrics.observe_stage(Stage::Encode, took);
         let outcome = match result {
-            Ok(Ok(encoded)) => Ok(Arc::new(CachedImage {
-                image_id: job.image_id.clone(),
-                key: job.key.clone(),
-                georef: job.georef.clone(),
-                encoded,
-                encode_time,
-            })),
+            Ok(Ok(encoded)) if encoded.len() == images.len() => Ok(encoded),
+            Ok(Ok(encoded)) => Err(ApiError::internal(format!(
+                "the model returned {} encodings for {} images",
+                encoded.len(),
+                images.len()
+            ))),
             Ok(Err(e)) => Err(ApiError::from(e).during("encoding")),
             Err(panic) => Err(panicked("encoding", panic)),
         };
-        match &outcome {
-            Ok(_) => tracing::debug!(image_id = %job.image_id, ms = encode_time.as_secs_f64() * 1e3, "image encoded"),
-            Err(e) => tracing::error!(image_id = %job.image_id, error = %e, "image encoding failed"),
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, images = images.len(), "image encoding failed");
         }
-        drop(_request);
+        outcome.map(|encoded| (encoded, took))
+    }
+
+    /// Answers an encode job, its features freed on a worker when the last
+    /// request or cache entry lets them go.
+    fn finish_encode(&self, job: EncodeJob, result: Result<(EncodedImage, Duration), ApiError>) {
+        let home: Weak<dyn Graveyard> = Arc::downgrade(&self.queue) as Weak<Queue>;
+        let outcome = result.map(|(encoded, encode_time)| {
+            let _request = job.span.enter();
+            tracing::debug!(image_id = %job.image_id, ms = encode_time.as_secs_f64() * 1e3, "image encoded");
+            Arc::new(CachedImage {
+                image_id: job.image_id.clone(),
+                key: job.key.clone(),
+                georef: job.georef.clone(),
+                encoded: OnWorker::new(encoded, home),
+                encode_time,
+            })
+        });
         job.done.call(outcome);
     }
 
@@ -508,6 +641,7 @@ mod tests {
             max_batch_size: 16,
             max_batch_wait: Duration::from_millis(wait_ms),
             workers: 1,
+            max_encode_batch: 1,
         };
         Engine::start(model.clone(), config, Metrics::new()).unwrap()
     }
@@ -522,7 +656,7 @@ mod tests {
             image_id: id.into(),
             key: id.into(),
             georef: Default::default(),
-            encoded: model.encode_image(&image).unwrap(),
+            encoded: OnWorker::anywhere(model.encode_image(&image).unwrap()),
             encode_time: Duration::ZERO,
         })
     }
@@ -570,14 +704,14 @@ mod tests {
         let bad = bad.blocking_recv().unwrap().unwrap_err();
         assert_eq!(bad.code, ErrorCode::InvalidPrompt);
         // Features that do not fit the model: an error, not a dead worker.
-        let mut broken = cached(&model, "b").encoded.clone();
+        let mut broken = (*cached(&model, "b").encoded).clone();
         broken.embeddings.image_embed =
             candle_core::Tensor::zeros((1, 3, 2, 2), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
         let broken = Arc::new(CachedImage {
             image_id: "b".into(),
             key: "b".into(),
             georef: Default::default(),
-            encoded: broken,
+            encoded: OnWorker::anywhere(broken),
             encode_time: Duration::ZERO,
         });
         let err = submit(&engine, &broken, click(&model, 5.0, 40))
@@ -608,5 +742,161 @@ mod tests {
         };
         assert_eq!(engine.submit(Job::Decode(job)).unwrap_err().code, ErrorCode::NotReady);
         assert_eq!(rx.blocking_recv().unwrap().unwrap_err().code, ErrorCode::NotReady);
+    }
+
+    /// A queue holding `jobs`, closed: a worker run on it drains it and returns.
+    fn closed_queue(jobs: Vec<Job>) -> Arc<Queue> {
+        let jobs = jobs
+            .into_iter()
+            .map(|job| Queued {
+                job,
+                enqueued: Instant::now(),
+            })
+            .collect();
+        Arc::new(Queue {
+            state: Mutex::new(QueueState {
+                jobs,
+                buried: Vec::new(),
+                closed: true,
+            }),
+            ready: Condvar::new(),
+            capacity: 8,
+            metrics: Metrics::new(),
+        })
+    }
+
+    type Encoded = Arc<Mutex<Vec<(String, Arc<CachedImage>)>>>;
+
+    fn encode_job(model: &LoadedModel, id: &str, seed: usize, out: &Encoded) -> Job {
+        let image = Rgb8Image {
+            width: 40 + seed as u32,
+            height: 30,
+            data: (0..(40 + seed) * 30 * 3)
+                .map(|i| ((i * (seed + 1)) % 256) as u8)
+                .collect(),
+        };
+        let (out, name) = (out.clone(), id.to_string());
+        Job::Encode(Box::new(EncodeJob {
+            image_id: id.into(),
+            key: id.into(),
+            georef: Default::default(),
+            image: model.prepare(&image),
+            deadline: Instant::now() + Duration::from_secs(60),
+            span: Span::none(),
+            done: EncodeDone::new(move |r| out.lock().unwrap().push((name, r.unwrap()))),
+        }))
+    }
+
+    /// Queued encodes of different images run as one batch of at most
+    /// `max_encode_batch` (one model call: one encode time) and give what
+    /// each gives alone.
+    #[test]
+    fn queued_encodes_are_batched_with_the_same_results() {
+        let model = tiny();
+        let out: Encoded = Arc::default();
+        for max_encode_batch in [3, 1] {
+            out.lock().unwrap().clear();
+            let jobs = (0..4)
+                .map(|i| encode_job(&model, &format!("img{i}"), i, &out))
+                .collect();
+            let queue = closed_queue(jobs);
+            let worker = Worker {
+                model: model.clone(),
+                queue: queue.clone(),
+                config: EngineConfig {
+                    max_queue: 8,
+                    max_batch_size: 16,
+                    max_batch_wait: Duration::ZERO,
+                    workers: 1,
+                    max_encode_batch,
+                },
+                metrics: Metrics::new(),
+            };
+            worker.run();
+            let done = out.lock().unwrap().clone();
+            let ids: Vec<&str> = done.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(ids, ["img0", "img1", "img2", "img3"]);
+            let times: Vec<Duration> = done.iter().map(|(_, c)| c.encode_time).collect();
+            if max_encode_batch == 3 {
+                assert!(
+                    times[0] == times[1] && times[1] == times[2],
+                    "one call for three: {times:?}"
+                );
+                assert_ne!(times[2], times[3], "the fourth in a batch of its own");
+            } else {
+                assert!(times.windows(2).all(|w| w[0] != w[1]), "one call each: {times:?}");
+            }
+            for (i, (_, cached)) in done.iter().enumerate() {
+                let image = Rgb8Image {
+                    width: 40 + i as u32,
+                    height: 30,
+                    data: (0..(40 + i) * 30 * 3).map(|k| ((k * (i + 1)) % 256) as u8).collect(),
+                };
+                let alone = model.encode_image(&image).unwrap();
+                assert_eq!((cached.width(), cached.height()), (alone.width, alone.height));
+                let got = &cached.encoded.embeddings;
+                for (a, b) in [
+                    (&got.image_embed, &alone.embeddings.image_embed),
+                    (&got.high_res_s0, &alone.embeddings.high_res_s0),
+                    (&got.high_res_s1, &alone.embeddings.high_res_s1),
+                ] {
+                    let diff = (a - b)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap();
+                    assert!(diff < 1e-4, "image {i}: batched features differ by {diff}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_worker_per_cuda_device() {
+        assert_eq!(worker_count(4, true), 1);
+        assert_eq!(worker_count(1, true), 1);
+        assert_eq!(worker_count(4, false), 4);
+        assert_eq!(worker_count(0, false), 1);
+    }
+
+    /// Records the name of the thread that drops it.
+    struct Probe(Arc<Mutex<Vec<String>>>);
+
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+            self.0.lock().unwrap().push(name);
+        }
+    }
+
+    /// Features the engine made and a request drops off the workers go back
+    /// to the engine's queue, and what is buried there is dropped on a
+    /// worker thread.
+    #[test]
+    fn features_are_freed_on_a_worker_thread() {
+        let model = tiny();
+        let engine = engine(&model, 0);
+        let drops = Arc::new(Mutex::new(Vec::new()));
+        engine.queue.bury(Box::new(Probe(drops.clone())));
+        let until = Instant::now() + Duration::from_secs(10);
+        while drops.lock().unwrap().is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(*drops.lock().unwrap(), ["rsam-worker-0"]);
+
+        let out: Encoded = Arc::default();
+        engine.submit(encode_job(&model, "img", 0, &out)).unwrap();
+        while out.lock().unwrap().is_empty() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let cached = out.lock().unwrap().pop().unwrap().1;
+        // The workers stopped, the queue still there: the features wait in
+        // it instead of being freed on this (request) thread.
+        engine.shutdown();
+        drop(cached);
+        assert_eq!(engine.queue.lock().buried.len(), 1);
     }
 }

@@ -144,7 +144,9 @@ fn check_claimed_id(claimed: Option<&str>, id: &str) -> Result<(), ApiError> {
 impl Service {
     /// Warms the model, then starts the engine.
     pub fn start(model: LoadedModel, config: &ServerConfig, metrics: Metrics) -> Result<Self, ApiError> {
+        super::memory::return_freed_memory_after_a_while();
         warm_up(&model)?;
+        super::memory::return_freed_memory_now();
         let model = Arc::new(model);
         // The dtype asked for, not the activations' (bf16 on the CPU keeps
         // f32 activations): f32 and bf16 features must not meet in a cache.
@@ -160,6 +162,7 @@ impl Service {
             max_batch_size: config.max_batch_size,
             max_batch_wait: config.max_batch_wait,
             workers: config.workers,
+            max_encode_batch: config.max_encode_batch,
         };
         let engine = Engine::start(model.clone(), engine_config, metrics.clone())
             .map_err(|e| ApiError::internal(format!("cannot start the model worker: {e}")))?;

@@ -51,6 +51,17 @@ pub fn square_predictions(model: &Rsam) -> Vec<Prediction> {
         .collect()
 }
 
+/// The square-image cases through `model` as one batch of prompts.
+pub fn square_predictions_batched(model: &Rsam) -> Vec<Prediction> {
+    let input = &expected()["input.square.png"];
+    let features = rsam::EncodedImage {
+        embeddings: model.model.encode(input).unwrap(),
+        width: 128,
+        height: 128,
+    };
+    model.predict(&features, square_prompts()).unwrap()
+}
+
 /// Pearson correlation of two equally long series.
 pub fn correlation(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len());

@@ -65,9 +65,13 @@ pub struct ServeArgs {
     /// Largest image accepted, in pixels (decompression-bomb guard).
     #[arg(long, default_value_t = crate::preprocess::DEFAULT_MAX_PIXELS, env = "RSAM_MAX_PIXELS")]
     pub max_pixels: u64,
-    /// Model worker threads (1 is best on one device).
+    /// Model worker threads (1 is best on one device; always 1 on CUDA).
     #[arg(long, default_value_t = 1, env = "RSAM_WORKERS")]
     pub workers: usize,
+    /// Most queued images (of different requests) encoded as one batch: a
+    /// GPU's throughput grows with the batch; 1 encodes one at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64), env = "RSAM_MAX_ENCODE_BATCH")]
+    pub max_encode_batch: u64,
     /// Log format: text or json (one JSON object per line). Filter with RUST_LOG.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "RSAM_LOG_FORMAT")]
     pub log_format: LogFormat,
@@ -93,6 +97,7 @@ impl ServeArgs {
             result_ttl: Duration::from_secs(self.result_ttl_s),
             result_capacity: self.result_capacity,
             workers: self.workers,
+            max_encode_batch: self.max_encode_batch as usize,
         }
     }
 }
@@ -128,5 +133,23 @@ mod tests {
         assert_eq!((c.max_points, c.max_queries), (64, 64));
         assert_eq!(c.api_key, None, "an empty key means no key");
         assert!(Cli::try_parse_from(["rsam", "--model", "m", "--log-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn max_encode_batch_is_one_to_64() {
+        let parse = |n: &str| Cli::try_parse_from(["rsam", "--max-encode-batch", n]);
+        assert_eq!(
+            Cli::try_parse_from(["rsam"])
+                .unwrap()
+                .serve
+                .to_config()
+                .max_encode_batch,
+            1
+        );
+        assert_eq!(parse("8").unwrap().serve.to_config().max_encode_batch, 8);
+        for bad in ["0", "65", "x"] {
+            let err = parse(bad).err().expect("refused").to_string();
+            assert!(err.contains("--max-encode-batch"), "{bad}: {err}");
+        }
     }
 }
