@@ -206,6 +206,26 @@ async fn a_geotiff_scene_gets_candidates_in_map_coordinates() {
     let first = first_vertex(&geometry["coordinates"]);
     assert!(first.iter().any(|v| v.abs() > 1000.0), "{first:?}");
     assert!(body["geojson"]["features"][0]["geometry"].is_object());
+    assert_eq!(w["encoded"].as_u64(), Some(1));
+
+    // Window features are keyed by the scene's rendering too: other bands
+    // encode again, the same bands come from the cache.
+    let again = |bands: Value| json!({"image": b64(&tif), "box": [1, 1, 14, 14], "bands": bands, "window": {"size": 16, "overlap": 4}});
+    let other = s.post("/v1/segment", again(json!([1, 2, 3]))).await.ok();
+    assert_eq!(other["window"]["encoded"].as_u64(), Some(1));
+    let same = s.post("/v1/segment", again(json!([3, 2, 1]))).await.ok();
+    assert_eq!(same["window"]["encoded"].as_u64(), Some(0));
+
+    // The mask as a GeoTIFF of the whole scene.
+    let req = s
+        .client
+        .post(format!("{}/v1/segment", s.url))
+        .header("accept", "image/tiff")
+        .json(&again(json!([3, 2, 1])));
+    let file = s.send("POST", "/v1/segment", req).await;
+    assert_eq!(file.status, 200);
+    let mask = rsam::geo::GeoRaster::from_bytes(&file.body, 1 << 20).unwrap();
+    assert_eq!((mask.info().width, mask.info().height), (37, 23));
 }
 
 /// The first `[x, y]` of nested GeoJSON coordinates.
