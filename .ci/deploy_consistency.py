@@ -44,6 +44,9 @@ METRICS = [
     "rsam_inflight_requests",
     "rsam_batch_size",
     "rsam_model_info",
+    "rsam_window_searches_total",
+    "rsam_windows_encoded_total",
+    "rsam_windows_per_search",
 ]
 STAGES = ["image_decode", "encode", "text", "decode", "postprocess"]
 

@@ -62,6 +62,9 @@ CONTRACT = {
     "rsam_inflight_requests": ("gauge", set()),
     "rsam_batch_size": ("histogram", set()),
     "rsam_model_info": ("gauge", {"model", "kind", "device", "dtype"}),
+    "rsam_window_searches_total": ("counter", set()),
+    "rsam_windows_encoded_total": ("counter", set()),
+    "rsam_windows_per_search": ("histogram", set()),
 }
 STAGES = {"image_decode", "encode", "text", "decode", "postprocess"}
 
@@ -263,6 +266,13 @@ class Traffic:
                     "outputs": ["rle", "polygons"]}
         first = self.segment(wide_req, what="segment wide.png")
         self.segment(wide_req, what="segment wide.png again")
+
+        # A windowed search over wide.png in 64 px windows: its windows are
+        # encoded in pass 1 and come from the cache in pass 2.
+        windowed = self.segment({"image": b64(wide), "text": "the airplane", "window": {"size": 64, "overlap": 16}},
+                                what="windowed segment wide.png")
+        if not windowed.get("window", {}).get("windows"):
+            raise Failure(f"windowed segment response without window.windows: {windowed}")
 
         # Multipart with a JPEG, the mask as a PNG.
         body, ctype = multipart({"text": "the storage tank"}, {"image": ("tall.jpg", tall, "image/jpeg")})
@@ -513,6 +523,8 @@ def main() -> int:
             "unknown routes counted as route=\"unmatched\"": 'rsam_http_requests_total{route="unmatched",status="404"}',
             "refines counted": 'rsam_http_requests_total{route="/v1/refine",status="200"} >= 3',
             "model info": 'rsam_model_info{kind="rsam",device="cpu",dtype="f32"} == 1',
+            "windowed searches counted": "rsam_window_searches_total >= 2",
+            "windows encoded": "rsam_windows_encoded_total > 0",
         }
         for what, expr in facts.items():
             if not prom_query(prom_url, expr):

@@ -87,6 +87,20 @@ pub struct SegmentJson {
     pub coords: Option<String>,
     pub crs: Option<String>,
     pub multimask: Option<bool>,
+    /// Turns on the windowed search (see [`super::windowed`]).
+    pub window: Option<WindowJson>,
+}
+
+/// The `window` object of a segment request: every field optional.
+/// Numbers like `bands` (JSON has no integer type), checked in
+/// [`parse_window`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowJson {
+    pub size: Option<f64>,
+    pub overlap: Option<f64>,
+    pub top_k: Option<f64>,
+    pub max_windows: Option<f64>,
 }
 
 /// `POST /v1/refine` as JSON.
@@ -129,6 +143,7 @@ pub struct RawSegment {
     pub coords: Option<String>,
     pub crs: Option<String>,
     pub multimask: Option<bool>,
+    pub window: Option<WindowJson>,
 }
 
 /// Parses a JSON body, telling syntax from shape errors in the message.
@@ -157,6 +172,7 @@ impl RawSegment {
             coords: json.coords,
             crs: json.crs,
             multimask: json.multimask,
+            window: json.window,
         })
     }
 
@@ -231,6 +247,8 @@ pub struct SegmentRequest {
     pub prompts: Vec<SentPrompt>,
     pub outputs: Outputs,
     pub geometry: Geometry,
+    /// A windowed search (the `window` object) instead of one model input.
+    pub window: Option<crate::window::SearchOptions>,
 }
 
 /// Where prompts and outputs lie and what the model answers with: the
@@ -330,6 +348,11 @@ impl SegmentRequest {
         let outputs = Outputs::parse(raw.outputs.as_deref())?;
         let geometry = Geometry::parse(raw.coords.as_deref(), raw.crs.as_deref(), raw.multimask)?;
         let raster = parse_raster(raw.bands.clone(), raw.stretch.as_deref())?;
+        let window = raw
+            .window
+            .as_ref()
+            .map(|w| super::windowed::parse_window(w, &raw, outputs))
+            .transpose()?;
         let prompts = prompts_of(raw, limits)?;
         Ok(Self {
             image,
@@ -337,6 +360,7 @@ impl SegmentRequest {
             prompts,
             outputs,
             geometry,
+            window,
         })
     }
 }
@@ -556,6 +580,9 @@ pub struct SegmentResponse {
     /// result in order, in the raster's CRS (or WGS 84 with `crs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub geojson: Option<serde_json::Value>,
+    /// A windowed search's grid and ranked candidates (with `window`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::windowed::WindowReport>,
     pub timings_ms: Timings,
 }
 

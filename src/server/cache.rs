@@ -191,6 +191,14 @@ impl FeatureCache {
         }
     }
 
+    /// Caches features that need no single flight (a windowed search's
+    /// windows, encoded by the search itself).
+    pub fn put(&self, key: &str, entry: Arc<CachedImage>) {
+        let key = self.key(key);
+        let mut inner = self.lock();
+        self.insert(&mut inner, key, entry);
+    }
+
     fn insert(&self, inner: &mut Inner, key: Key, entry: Arc<CachedImage>) {
         let nbytes = entry.nbytes();
         if nbytes > self.capacity_bytes {

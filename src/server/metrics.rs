@@ -63,6 +63,9 @@ pub struct Metrics {
     pub inflight: IntGauge,
     pub batch_size: Histogram,
     pub model_info: IntGaugeVec,
+    pub window_searches: IntCounter,
+    pub windows_encoded: IntCounter,
+    pub windows_per_search: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -132,6 +135,19 @@ impl Metrics {
                 IntGaugeVec::new(
                     Opts::new("rsam_model_info", "The loaded model (value 1)"),
                     &["model", "kind", "device", "dtype"],
+                )
+                .expect("valid metric"),
+            ),
+            window_searches: counter("rsam_window_searches_total", "Windowed searches run"),
+            windows_encoded: counter(
+                "rsam_windows_encoded_total",
+                "Windows of windowed searches encoded (not taken from the cache)",
+            ),
+            windows_per_search: register(
+                &r,
+                Histogram::with_opts(
+                    HistogramOpts::new("rsam_windows_per_search", "Windows decoded per windowed search")
+                        .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0]),
                 )
                 .expect("valid metric"),
             ),

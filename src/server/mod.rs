@@ -29,6 +29,7 @@ pub mod outputs;
 pub mod page;
 pub mod results;
 pub mod service;
+pub mod windowed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! `multipart/form-data` bodies, for `curl -F image=@scene.jpg -F text=...`.
 //!
 //! Parts: a file part `image`; text fields `image_id`, `text`; `points`,
-//! `box` and `queries` as JSON strings; `outputs` comma-separated or a JSON
+//! `box`, `queries` and `window` as JSON strings; `outputs` comma-separated or a JSON
 //! list; `mask_input` as a `.npy` file part or base64 text.
 
 use bytes::Bytes;
@@ -87,10 +87,11 @@ pub async fn parse_segment(body: Bytes, boundary: String) -> Result<RawSegment, 
             "coords" => raw.coords = Some(text(&name, &data)?),
             "crs" => raw.crs = Some(text(&name, &data)?),
             "multimask" => raw.multimask = Some(json(&name, &data)?),
+            "window" => raw.window = Some(json(&name, &data)?),
             other => {
                 return Err(ApiError::invalid_request(format!(
                     "unknown form field {other:?}: expected image, image_id, text, points, box, mask_input, \
-                     queries, outputs, bands, stretch, coords, crs or multimask"
+                     queries, outputs, bands, stretch, coords, crs, multimask or window"
                 )))
             }
         }

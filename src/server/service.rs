@@ -99,6 +99,13 @@ fn decode_for_model(
     raster: &RasterOptions,
     max_pixels: u64,
 ) -> Result<(ModelImage, Georef), ApiError> {
+    image_format(bytes)?;
+    let input = image_input::decode(bytes, raster, max_pixels)?;
+    Ok((model.prepare(&input.image), input.georef))
+}
+
+/// The format of file bytes: 415 unless PNG, JPEG, TIFF, BMP or WebP.
+pub(super) fn image_format(bytes: &[u8]) -> Result<image::ImageFormat, ApiError> {
     use image::ImageFormat as F;
     let format = image::guess_format(bytes).map_err(|_| {
         ApiError::new(
@@ -112,8 +119,7 @@ fn decode_for_model(
             format!("unsupported image format {format:?} (expected PNG, JPEG, TIFF, BMP or WebP)"),
         ));
     }
-    let input = image_input::decode(bytes, raster, max_pixels)?;
-    Ok((model.prepare(&input.image), input.georef))
+    Ok(format)
 }
 
 /// The cache key of an image: its id, and the rendering when it is not the
@@ -128,7 +134,7 @@ fn cache_key(image_id: &str, raster: &RasterOptions) -> String {
 /// 400 unless `claimed` (the `X-Rsam-Image-Id` header, when sent) is the
 /// id of the bytes: a client whose router and server disagree on the id
 /// would otherwise fill the wrong replica's cache without noticing.
-fn check_claimed_id(claimed: Option<&str>, id: &str) -> Result<(), ApiError> {
+pub(super) fn check_claimed_id(claimed: Option<&str>, id: &str) -> Result<(), ApiError> {
     match claimed {
         Some(claimed) if !claimed.trim().eq_ignore_ascii_case(id) => Err(ApiError::new(
             ErrorCode::ImageIdMismatch,
@@ -198,6 +204,9 @@ impl Service {
 
     /// `POST /v1/segment`.
     pub async fn segment(&self, req: SegmentRequest, deadline: Instant) -> Result<SegmentResponse, ApiError> {
+        if let Some(options) = req.window {
+            return self.segment_windowed(req, options).await;
+        }
         let start = Instant::now();
         let mut t = Timings::default();
         let resolved = self
@@ -211,6 +220,7 @@ impl Service {
     pub async fn refine(&self, req: RefineRequest, deadline: Instant) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
         let mut t = Timings::default();
+        super::windowed::refuse_refine(&req.result_id)?;
         let stored = self.results.get(&req.result_id).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::ResultNotFound,
@@ -497,6 +507,7 @@ impl Service {
             georeferenced: image.georef.is_georeferenced(),
             results: built.results,
             geojson: built.geojson,
+            window: None,
             timings_ms: t,
         })
     }

@@ -1,0 +1,385 @@
+//! `POST /v1/segment` with `window`: a scene larger than the model searched
+//! window by window ([`crate::window`]). The scene comes from the uploaded
+//! bytes (a TIFF read window by window with the request's bands and
+//! stretch, any other image decoded whole), each window's features are
+//! taken from or put into the server's byte-bounded feature cache under the
+//! scene's id, its rendering and the window rectangle, and the answer is the
+//! best candidate's full-scene mask in the outputs asked for, plus the grid
+//! and the ranked candidates.
+//!
+//! A windowed result is not kept for `/v1/refine` (its prompt lives in scene
+//! pixels, its logits in one window's): refine answers 404 naming why.
+
+use std::cell::Cell;
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::ImageFormat;
+use serde::Serialize;
+
+use super::api::{
+    ImageSource, Outputs, RawSegment, SegmentRequest, SegmentResponse, SegmentResult, Timings, WindowJson,
+};
+use super::cache::{FeatureCache, Lookup};
+use super::cached_image::CachedImage;
+use super::errors::{ApiError, ErrorCode};
+use super::metrics::Metrics;
+use super::service::{check_claimed_id, image_format, image_id_of, Service};
+use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs, Window};
+use crate::image_input::{self, Coords, RasterOptions, SentPrompt};
+use crate::loaded_model::LoadedModel;
+use crate::mask::polygons::outer_polygons;
+use crate::mask::BinaryMask;
+use crate::predictor::{EncodedImage, ModelImage};
+use crate::window::{
+    candidate_reports, search, CandidateReport, FnFeatures, GeoTiffSource, ImageSource as SceneImage, SearchOptions,
+    SearchOutcome, WindowError, WindowSource, WindowSpec, DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K, MIN_WINDOW_SIZE,
+};
+
+/// Most candidates a request may ask for.
+pub const MAX_TOP_K: usize = 100;
+
+/// How a windowed result's id begins: refine tells it from an expired one.
+const WINDOWED_RESULT: &str = "window-";
+
+/// The `window` member of a windowed answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowReport {
+    /// Window side and overlap in scene pixels.
+    pub size: u32,
+    pub overlap: u32,
+    /// Windows the scene is cut into.
+    pub windows: usize,
+    /// Of those, windows decoded (those holding the clicks and box).
+    pub searched: usize,
+    /// Of those, windows encoded by this request (the rest were cached).
+    pub encoded: usize,
+    /// The top k objects of the scene, best first.
+    pub candidates: Vec<CandidateReport>,
+}
+
+/// Checks the `window` object and what may come with it.
+pub fn parse_window(w: &WindowJson, raw: &RawSegment, outputs: Outputs) -> Result<SearchOptions, ApiError> {
+    let refusals = [
+        (
+            raw.image_id.is_some(),
+            "window needs the image itself, not image_id: a scene's pixels are not kept, only its windows' \
+             features; send the image again and its windows come from the cache",
+        ),
+        (
+            raw.queries.is_some(),
+            "window takes one prompt (text, points, box), not queries: one prompt per windowed search",
+        ),
+        (
+            raw.multimask == Some(true),
+            "multimask cannot be used with window: the search ranks one mask per window",
+        ),
+        (
+            raw.mask_input.is_some(),
+            "mask_input cannot be used with window: a mask input belongs to one model input, and each window is \
+             its own input",
+        ),
+        (
+            outputs.logits,
+            "outputs: logits are not available with window: the answer is stitched from windows, each with its \
+             own logits",
+        ),
+    ];
+    if let Some((_, why)) = refusals.iter().find(|(refused, _)| *refused) {
+        return Err(ApiError::invalid_request(*why));
+    }
+    let pixels = MIN_WINDOW_SIZE as usize..=u32::MAX as usize;
+    let size = w.size.map(|v| whole("window.size", v, pixels)).transpose()?;
+    let overlap = w
+        .overlap
+        .map(|v| whole("window.overlap", v, 0..=u32::MAX as usize))
+        .transpose()?;
+    let top_k = w.top_k.map(|v| whole("window.top_k", v, 1..=MAX_TOP_K)).transpose()?;
+    let max_windows = w
+        .max_windows
+        .map(|v| whole("window.max_windows", v, 1..=DEFAULT_MAX_WINDOWS))
+        .transpose()?;
+    Ok(SearchOptions {
+        spec: WindowSpec {
+            size: size.map(|s| s as u32),
+            overlap: overlap.map(|o| o as u32),
+        },
+        top_k: top_k.unwrap_or(DEFAULT_TOP_K),
+        max_windows: max_windows.unwrap_or(DEFAULT_MAX_WINDOWS),
+        ..SearchOptions::default()
+    })
+}
+
+/// A whole number in `range`.
+fn whole(name: &str, v: f64, range: RangeInclusive<usize>) -> Result<usize, ApiError> {
+    if v.fract() == 0.0 && (*range.start() as f64..=*range.end() as f64).contains(&v) {
+        return Ok(v as usize);
+    }
+    Err(ApiError::invalid_request(format!(
+        "{name}: {v} is not a whole number from {} to {}",
+        range.start(),
+        range.end()
+    )))
+}
+
+/// 404 naming why for the id of a windowed result (never stored).
+pub fn refuse_refine(result_id: &str) -> Result<(), ApiError> {
+    match result_id.starts_with(WINDOWED_RESULT) {
+        true => Err(ApiError::new(
+            ErrorCode::ResultNotFound,
+            "this result_id is a windowed search's answer, which is not kept for refine: send POST /v1/segment \
+             again with window and the corrected clicks (the scene's windows come from the cache)",
+        )),
+        false => Ok(()),
+    }
+}
+
+impl From<WindowError> for ApiError {
+    fn from(e: WindowError) -> Self {
+        match e {
+            WindowError::TooManyWindows { .. } => ApiError::new(ErrorCode::PayloadTooLarge, e.to_string()),
+            WindowError::Size(_) | WindowError::Overlap { .. } | WindowError::TopK(_) => {
+                ApiError::invalid_request(format!("window: {e}"))
+            }
+            WindowError::EmptyScene { .. } => ApiError::new(ErrorCode::InvalidImage, e.to_string()),
+            WindowError::Prompt(_) => ApiError::new(ErrorCode::InvalidPrompt, e.to_string()),
+            WindowError::FeatureCount { .. } => ApiError::internal(e.to_string()),
+            WindowError::Model(e) => e.into(),
+            WindowError::Geo(e) => e.into(),
+        }
+    }
+}
+
+impl Service {
+    /// `POST /v1/segment` with `window`: the whole search (scene decode,
+    /// windows, outputs) on the blocking pool under one CPU permit.
+    pub(super) async fn segment_windowed(
+        &self,
+        req: SegmentRequest,
+        options: SearchOptions,
+    ) -> Result<SegmentResponse, ApiError> {
+        let start = Instant::now();
+        let ImageSource::Bytes { bytes, claimed_id } = req.image else {
+            return Err(ApiError::internal("a windowed search without the image's bytes"));
+        };
+        let prompt = req
+            .prompts
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("a windowed search without a prompt"))?;
+        let hashed = bytes.clone();
+        let image_id = self.blocking(move || image_id_of(&hashed)).await?;
+        check_claimed_id(claimed_id.as_deref(), &image_id)?;
+        let job = SceneSearch {
+            model: self.model.clone(),
+            cache: self.cache.clone(),
+            metrics: self.metrics.clone(),
+            image_id,
+            raster: req.raster,
+            max_pixels: self.config.max_pixels,
+            options,
+            prompt,
+            coords: req.geometry.coords,
+            crs: req.geometry.crs,
+            outputs: req.outputs,
+        };
+        let mut response = self.blocking(move || job.run(&bytes)).await??;
+        response.timings_ms.total = ms(start.elapsed());
+        Ok(response)
+    }
+}
+
+/// Everything one search needs, owned so that it runs on the blocking pool.
+struct SceneSearch {
+    model: Arc<LoadedModel>,
+    cache: Arc<FeatureCache>,
+    metrics: Metrics,
+    image_id: String,
+    raster: RasterOptions,
+    max_pixels: u64,
+    options: SearchOptions,
+    prompt: SentPrompt,
+    coords: Coords,
+    crs: OutputCrs,
+    outputs: Outputs,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+impl SceneSearch {
+    fn run(self, bytes: &[u8]) -> Result<SegmentResponse, ApiError> {
+        let start = Instant::now();
+        if image_format(bytes)? == ImageFormat::Tiff {
+            let raster = GeoRaster::from_bytes(bytes, self.max_pixels)?;
+            let mut source = GeoTiffSource::new(raster, self.raster.bands.clone(), self.raster.stretch)?;
+            let georef = source.georef().cloned().unwrap_or_default();
+            return self.search(&mut source, georef, start);
+        }
+        let input = image_input::decode(bytes, &self.raster, self.max_pixels)?;
+        self.search(&mut SceneImage::new(&input.image), input.georef, start)
+    }
+
+    fn search(
+        &self,
+        source: &mut dyn WindowSource,
+        georef: Georef,
+        start: Instant,
+    ) -> Result<SegmentResponse, ApiError> {
+        let mut t = Timings {
+            image_decode: ms(start.elapsed()),
+            ..Timings::default()
+        };
+        let prompt = self.prompt.clone().into_pixels(self.coords, &georef)?;
+        let search_start = Instant::now();
+        let encode_time = Cell::new(Duration::ZERO);
+        let mut features = FnFeatures {
+            get: |_: usize, w: Window| self.cached(w),
+            encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| {
+                self.encode(windows, images, &georef, &encode_time)
+            },
+        };
+        let outcome = search(&self.model, source, &prompt, &self.options, &mut features, &mut |_| {})?;
+        t.encode = ms(encode_time.get());
+        t.decode = ms(search_start.elapsed().saturating_sub(encode_time.get()));
+        self.metrics.window_searches.inc();
+        self.metrics.windows_per_search.observe(outcome.searched.len() as f64);
+        let post_start = Instant::now();
+        let mut response = self.respond(&outcome, &georef, prompt.text.as_deref())?;
+        t.postprocess = ms(post_start.elapsed());
+        response.timings_ms = t;
+        Ok(response)
+    }
+
+    /// The cache key of one window: the scene, its rendering, the rectangle.
+    fn window_key(&self, w: Window) -> String {
+        format!(
+            "{}|{}|window {},{} {}x{}",
+            self.image_id,
+            self.raster.key(),
+            w.x,
+            w.y,
+            w.width,
+            w.height
+        )
+    }
+
+    fn cached(&self, w: Window) -> Option<Arc<EncodedImage>> {
+        match self.cache.lookup(&self.window_key(w)) {
+            Lookup::Hit(image) => Some(Arc::new(image.encoded.clone())),
+            _ => None,
+        }
+    }
+
+    /// Windowed searches run beside the engine workers on the blocking pool:
+    /// the encoder is called here directly, not through the engine's queue.
+    fn encode(
+        &self,
+        windows: &[(usize, Window)],
+        images: Vec<ModelImage>,
+        georef: &Georef,
+        encode_time: &Cell<Duration>,
+    ) -> Result<Vec<Arc<EncodedImage>>, WindowError> {
+        let start = Instant::now();
+        let encoded = self.model.encode_batch(&images)?;
+        let elapsed = start.elapsed();
+        encode_time.set(encode_time.get() + elapsed);
+        self.metrics.windows_encoded.inc_by(windows.len() as u64);
+        let per_window = elapsed / windows.len().max(1) as u32;
+        Ok(windows
+            .iter()
+            .zip(encoded)
+            .map(|(&(_, w), features)| {
+                let key = self.window_key(w);
+                self.cache.put(
+                    &key,
+                    Arc::new(CachedImage {
+                        image_id: self.image_id.clone(),
+                        key: key.clone(),
+                        georef: georef.window(w.x, w.y),
+                        encoded: features.clone(),
+                        encode_time: per_window,
+                    }),
+                );
+                Arc::new(features)
+            })
+            .collect())
+    }
+
+    /// The best candidate's mask as one result, in the outputs asked for;
+    /// with no candidate an empty mask, IoU 0 and no object.
+    fn respond(
+        &self,
+        outcome: &SearchOutcome,
+        georef: &Georef,
+        text: Option<&str>,
+    ) -> Result<SegmentResponse, ApiError> {
+        let grid = &outcome.grid;
+        let (w, h) = (grid.scene_width, grid.scene_height);
+        let mask = outcome.best_mask();
+        let best = outcome.best();
+        let o = self.outputs;
+        let result = SegmentResult {
+            result_id: format!("{WINDOWED_RESULT}{}", uuid::Uuid::new_v4().simple()),
+            iou_prediction: best.map_or(0.0, |c| c.iou),
+            object_score_logit: best.map_or(0.0, |c| c.object_score_logit),
+            object_present: best.is_some_and(|c| c.object_present()),
+            area: mask.area(),
+            bbox: mask.bbox(),
+            rle: o.rle.then(|| mask.to_rle()),
+            png: o.png.then(|| mask.to_png()),
+            logits: None,
+            polygons: o.polygons.then(|| outer_polygons(&mask.data, w as usize, h as usize)),
+            candidates: None,
+            geotiff: match o.geotiff {
+                true => Some(geo::mask_geotiff_bytes(&mask.data, w, h, georef)?),
+                false => None,
+            },
+        };
+        let geojson = match o.geojson {
+            true => Some(self.geojson(&result, &mask, georef, text)?),
+            false => None,
+        };
+        Ok(SegmentResponse {
+            image_id: self.image_id.clone(),
+            width: w,
+            height: h,
+            cached: outcome.encoded == 0,
+            georeferenced: georef.is_georeferenced(),
+            results: vec![result],
+            geojson,
+            window: Some(WindowReport {
+                size: grid.size,
+                overlap: grid.overlap,
+                windows: grid.len(),
+                searched: outcome.searched.len(),
+                encoded: outcome.encoded,
+                candidates: candidate_reports(&outcome.candidates, Some(georef))?,
+            }),
+            timings_ms: Timings::default(),
+        })
+    }
+
+    fn geojson(
+        &self,
+        r: &SegmentResult,
+        mask: &BinaryMask,
+        georef: &Georef,
+        text: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let feature = MaskFeature {
+            mask: &mask.data,
+            width: mask.width,
+            height: mask.height,
+            text,
+            result_id: Some(&r.result_id),
+            iou_prediction: r.iou_prediction,
+            object_score_logit: r.object_score_logit,
+            object_present: r.object_present,
+        };
+        let collection = geo::feature_collection(&[feature], georef, self.crs)?;
+        serde_json::to_value(&collection).map_err(|e| ApiError::internal(format!("GeoJSON: {e}")))
+    }
+}

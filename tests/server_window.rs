@@ -1,0 +1,324 @@
+//! `POST /v1/segment` with `window` (the windowed search over HTTP): the
+//! answer equals the library's `window::search` on the same scene (a mosaic
+//! of `rsam synth` scenes, the demo model), a second request on the same
+//! scene encodes no window, a GeoTIFF scene gets candidates in map
+//! coordinates, every refusal has its test, and the metrics count searches
+//! and windows. Every JSON answer is validated against openapi.yaml.
+
+mod server_support;
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use reqwest::multipart::{Form, Part};
+use rsam::loaded_model::LoadedModel;
+use rsam::preprocess::Rgb8Image;
+use rsam::risors::Dataset;
+use rsam::window::{search, ImageSource, ModelFeatures, SearchOptions, WindowSpec};
+use rsam::{LoadOptions, Prompt};
+use serde_json::{json, Value};
+use server_support::{metric, start_model, B64};
+
+const SIDE: u32 = 256;
+
+fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rsam::predictor::DEMO_MODEL_DIR)
+}
+
+fn tiny_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rsam-tiny")
+}
+
+/// Two `rsam synth` scenes side by side (512 x 256) and a sentence of the
+/// first one.
+fn mosaic(dir: &Path) -> (Rgb8Image, String) {
+    let out = dir.join("synth");
+    rsam::synth::run(&rsam::cli::args::SynthArgs {
+        out: out.clone(),
+        images: 2,
+        size: SIDE,
+        seed: 4_217,
+        splits: "test=1".into(),
+    })
+    .unwrap();
+    let dataset = Dataset::open(&out, "test").unwrap();
+    let names = dataset.names();
+    let mut canvas = Rgb8Image {
+        width: 2 * SIDE,
+        height: SIDE,
+        data: vec![0; (2 * SIDE * SIDE * 3) as usize],
+    };
+    for (i, name) in names.iter().take(2).enumerate() {
+        let bytes = std::fs::read(dataset.image_path(name).unwrap()).unwrap();
+        let scene = rsam::preprocess::decode_image(&bytes, u64::MAX).unwrap();
+        for y in 0..SIDE {
+            let from = (y * SIDE * 3) as usize;
+            let to = ((y * 2 * SIDE + i as u32 * SIDE) * 3) as usize;
+            canvas.data[to..to + (SIDE * 3) as usize].copy_from_slice(&scene.data[from..from + (SIDE * 3) as usize]);
+        }
+    }
+    let sentence = dataset.load_samples(&names[0], u64::MAX).unwrap().samples[0]
+        .sentence
+        .clone();
+    (canvas, sentence)
+}
+
+fn png_bytes(image: &Rgb8Image) -> Vec<u8> {
+    let rgb = image::RgbImage::from_raw(image.width, image.height, image.data.clone()).unwrap();
+    let mut out = Cursor::new(Vec::new());
+    rgb.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn b64(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_answer_is_the_library_search_and_a_second_request_encodes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (scene, sentence) = mosaic(tmp.path());
+    let png = png_bytes(&scene);
+
+    let model = LoadedModel::load(&demo_dir(), &LoadOptions::default()).unwrap();
+    let options = SearchOptions {
+        spec: WindowSpec {
+            size: Some(SIDE),
+            overlap: Some(SIDE / 2),
+        },
+        ..SearchOptions::default()
+    };
+    let outcome = search(
+        &model,
+        &mut ImageSource::new(&scene),
+        &Prompt::text(&sentence),
+        &options,
+        &mut ModelFeatures::uncached(&model),
+        &mut |_| {},
+    )
+    .unwrap();
+    drop(model);
+
+    let s = start_model(demo_dir(), |_| {}).await;
+    let window = json!({"size": SIDE, "overlap": SIDE / 2});
+    let body = s
+        .post(
+            "/v1/segment",
+            json!({"image": b64(&png), "text": sentence, "window": window}),
+        )
+        .await
+        .ok();
+    let w = &body["window"];
+    assert_eq!((w["size"].as_u64(), w["overlap"].as_u64()), (Some(256), Some(128)));
+    assert_eq!((w["windows"].as_u64(), w["searched"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(w["encoded"].as_u64(), Some(3));
+    assert_eq!(body["cached"], json!(false));
+    assert_eq!(
+        (body["width"].as_u64(), body["height"].as_u64()),
+        (Some(512), Some(256))
+    );
+    let rle = serde_json::to_value(outcome.best_mask().to_rle()).unwrap();
+    assert_eq!(body["results"][0]["rle"], rle, "the best mask is the library's");
+    let candidates = w["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), outcome.candidates.len());
+    assert!(
+        !candidates.is_empty(),
+        "the demo model finds something in its own scenes"
+    );
+    for (c, expected) in candidates.iter().zip(&outcome.candidates) {
+        assert_eq!(c["area"].as_u64(), Some(expected.piece.area()));
+        assert_eq!(c["window"]["x"].as_u64(), Some(u64::from(expected.window().x)));
+        assert!(c.get("geometry").is_none(), "a PNG has no map coordinates");
+    }
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "rsam_window_searches_total", &[]), 1.0);
+    assert_eq!(metric(&m, "rsam_windows_encoded_total", &[]), 3.0);
+    assert_eq!(metric(&m, "rsam_windows_per_search_sum", &[]), 3.0);
+
+    // The same scene again, as multipart with the window as a JSON field and
+    // more outputs: every window comes from the cache.
+    let form = Form::new()
+        .part("image", Part::bytes(png.clone()).file_name("scene.png"))
+        .text("text", sentence.clone())
+        .text("window", window.to_string())
+        .text("outputs", "rle,png,polygons,geojson");
+    let again = s.post_form("/v1/segment", form).await.ok();
+    assert_eq!(again["window"]["encoded"].as_u64(), Some(0));
+    assert_eq!(again["cached"], json!(true));
+    assert_eq!(again["results"][0]["rle"], rle);
+    assert!(again["results"][0]["png"].is_string() && again["results"][0]["polygons"].is_array());
+    assert_eq!(again["geojson"]["features"].as_array().map(Vec::len), Some(1));
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "rsam_window_searches_total", &[]), 2.0);
+    assert_eq!(metric(&m, "rsam_windows_encoded_total", &[]), 3.0);
+
+    // The mask as a file, like a plain request.
+    let req = s
+        .client
+        .post(format!("{}/v1/segment", s.url))
+        .header("accept", "image/png")
+        .json(&json!({"image": b64(&png), "text": sentence, "window": window}));
+    let file = s.send("POST", "/v1/segment", req).await;
+    assert_eq!(file.status, 200);
+    assert!(file.body.starts_with(b"\x89PNG"));
+
+    // A windowed result is not kept for refine: 404 naming why.
+    let id = body["results"][0]["result_id"].as_str().unwrap();
+    let r = s
+        .post("/v1/refine", json!({"result_id": id, "points": [[10, 10, 1]]}))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (404, "result_not_found"));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("windowed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_geotiff_scene_gets_candidates_in_map_coordinates() {
+    let tif =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/geo/u16_rgb_nir_pixel.tif")).unwrap();
+    let s = start_model(tiny_dir(), |_| {}).await;
+    let body = s
+        .post(
+            "/v1/segment",
+            json!({
+                "image": b64(&tif),
+                "box": [1, 1, 14, 14],
+                "bands": [3, 2, 1],
+                "window": {"size": 16, "overlap": 4, "top_k": 2},
+                "outputs": ["rle", "geojson"],
+            }),
+        )
+        .await
+        .ok();
+    assert_eq!(body["georeferenced"], json!(true));
+    assert_eq!((body["width"].as_u64(), body["height"].as_u64()), (Some(37), Some(23)));
+    let w = &body["window"];
+    assert_eq!(w["windows"].as_u64(), Some(6));
+    assert_eq!(w["searched"].as_u64(), Some(1), "only the window holding the box");
+    let candidates = w["candidates"].as_array().unwrap();
+    assert!(!candidates.is_empty() && candidates.len() <= 2, "{w}");
+    let geometry = &candidates[0]["geometry"];
+    assert!(
+        matches!(geometry["type"].as_str(), Some("Polygon" | "MultiPolygon")),
+        "{geometry}"
+    );
+    // Map coordinates, not pixels: the first vertex lies far from 0..37.
+    let first = first_vertex(&geometry["coordinates"]);
+    assert!(first.iter().any(|v| v.abs() > 1000.0), "{first:?}");
+    assert!(body["geojson"]["features"][0]["geometry"].is_object());
+    assert_eq!(w["encoded"].as_u64(), Some(1));
+
+    // Window features are keyed by the scene's rendering too: other bands
+    // encode again, the same bands come from the cache.
+    let again = |bands: Value| json!({"image": b64(&tif), "box": [1, 1, 14, 14], "bands": bands, "window": {"size": 16, "overlap": 4}});
+    let other = s.post("/v1/segment", again(json!([1, 2, 3]))).await.ok();
+    assert_eq!(other["window"]["encoded"].as_u64(), Some(1));
+    let same = s.post("/v1/segment", again(json!([3, 2, 1]))).await.ok();
+    assert_eq!(same["window"]["encoded"].as_u64(), Some(0));
+
+    // The mask as a GeoTIFF of the whole scene.
+    let req = s
+        .client
+        .post(format!("{}/v1/segment", s.url))
+        .header("accept", "image/tiff")
+        .json(&again(json!([3, 2, 1])));
+    let file = s.send("POST", "/v1/segment", req).await;
+    assert_eq!(file.status, 200);
+    let mask = rsam::geo::GeoRaster::from_bytes(&file.body, 1 << 20).unwrap();
+    assert_eq!((mask.info().width, mask.info().height), (37, 23));
+}
+
+/// The first `[x, y]` of nested GeoJSON coordinates.
+fn first_vertex(coords: &Value) -> Vec<f64> {
+    let mut v = coords;
+    while v[0].is_array() {
+        v = &v[0];
+    }
+    v.as_array().unwrap().iter().map(|n| n.as_f64().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_name_why() {
+    let s = start_model(tiny_dir(), |_| {}).await;
+    let png = std::fs::read(tiny_dir().join("images/wide.png")).unwrap();
+    let image = b64(&png);
+    let id = "0".repeat(64);
+    let npy = b64(&rsam::npy::write_f32(&[32, 32], &vec![0.0; 32 * 32]));
+    let cases = [
+        (
+            json!({"image_id": id, "text": "a", "window": {}}),
+            422,
+            "invalid_request",
+            "image_id",
+        ),
+        (
+            json!({"image": image, "queries": [{"text": "a"}], "window": {}}),
+            422,
+            "invalid_request",
+            "queries",
+        ),
+        (
+            json!({"image": image, "points": [[5, 5, 1]], "multimask": true, "window": {}}),
+            422,
+            "invalid_request",
+            "multimask",
+        ),
+        (
+            json!({"image": image, "mask_input": npy, "window": {}}),
+            422,
+            "invalid_request",
+            "mask_input",
+        ),
+        (
+            json!({"image": image, "text": "a", "outputs": ["logits"], "window": {}}),
+            422,
+            "invalid_request",
+            "logits",
+        ),
+        (
+            json!({"image": image, "text": "a", "window": {"size": 8}}),
+            422,
+            "invalid_request",
+            "window.size",
+        ),
+        (
+            json!({"image": image, "text": "a", "window": {"size": 64, "overlap": 64}}),
+            422,
+            "invalid_request",
+            "overlap",
+        ),
+        (
+            json!({"image": image, "text": "a", "window": {"top_k": 0}}),
+            422,
+            "invalid_request",
+            "window.top_k",
+        ),
+        (
+            json!({"image": image, "text": "a", "window": {"size": 32, "overlap": 0, "max_windows": 4}}),
+            413,
+            "payload_too_large",
+            "over the limit of 4",
+        ),
+    ];
+    for (body, status, code, named) in cases {
+        let r = s.post("/v1/segment", body.clone()).await;
+        assert_eq!((r.status, r.code()), (status, code.to_string()), "{body}");
+        let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(message.contains(named), "{message:?} does not name {named:?}");
+    }
+    // The same refusal from a multipart form.
+    let form = Form::new()
+        .text("image_id", id)
+        .text("text", "a")
+        .text("window", r#"{"size": 64}"#);
+    let r = s.post_form("/v1/segment", form).await;
+    assert_eq!((r.status, r.code().as_str()), (422, "invalid_request"));
+    let r = s
+        .post(
+            "/v1/segment",
+            json!({"image": image, "text": "a", "window": {"tile": 64}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "an unknown window field is malformed JSON");
+    assert_eq!(metric(&s.metrics().await, "rsam_window_searches_total", &[]), 0.0);
+}
