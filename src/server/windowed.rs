@@ -25,6 +25,7 @@ use super::cache::{FeatureCache, Lookup};
 use super::cached_image::CachedImage;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
+use super::on_worker::OnWorker;
 use super::service::{check_claimed_id, image_format, image_id_of, Service};
 use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs, Window};
 use crate::image_input::{self, Coords, RasterOptions, SentPrompt};
@@ -268,7 +269,7 @@ impl SceneSearch {
 
     fn cached(&self, w: Window) -> Option<Arc<EncodedImage>> {
         match self.cache.lookup(&self.window_key(w)) {
-            Lookup::Hit(image) => Some(Arc::new(image.encoded.clone())),
+            Lookup::Hit(image) => Some(Arc::new((*image.encoded).clone())),
             _ => None,
         }
     }
@@ -299,7 +300,10 @@ impl SceneSearch {
                         image_id: self.image_id.clone(),
                         key: key.clone(),
                         georef: georef.window(w.x, w.y),
-                        encoded: features.clone(),
+                        // Made on the blocking pool, beside the engine's
+                        // workers: no worker to hand it back to (on CUDA a
+                        // windowed search is not yet routed through them).
+                        encoded: OnWorker::anywhere(features.clone()),
                         encode_time: per_window,
                     }),
                 );
