@@ -322,3 +322,65 @@ async fn refusals_name_why() {
     assert_eq!(r.status, 400, "an unknown window field is malformed JSON");
     assert_eq!(metric(&s.metrics().await, "rsam_window_searches_total", &[]), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_with_window_pre_encodes_a_scene_for_later_searches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (scene, sentence) = mosaic(tmp.path());
+    let png = png_bytes(&scene);
+    let s = start_model(demo_dir(), |_| {}).await;
+    let window = json!({"size": SIDE, "overlap": SIDE / 2});
+
+    // JSON: every window encoded, nothing decoded.
+    let warm = s
+        .post("/v1/images", json!({"image": b64(&png), "window": window}))
+        .await
+        .ok();
+    let w = &warm["window"];
+    assert_eq!((w["windows"].as_u64(), w["encoded"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(
+        (w["searched"].as_u64(), w["candidates"].as_array().map(Vec::len)),
+        (Some(0), Some(0))
+    );
+    assert_eq!(warm["cached"], json!(false));
+    assert_eq!(
+        (warm["width"].as_u64(), warm["height"].as_u64()),
+        (Some(512), Some(256))
+    );
+
+    // Again as a form: all cached.
+    let form = Form::new()
+        .part("image", Part::bytes(png.clone()).file_name("scene.png"))
+        .text("window", window.to_string());
+    let again = s.post_form("/v1/images", form).await.ok();
+    assert_eq!(again["window"]["encoded"].as_u64(), Some(0));
+    assert_eq!(again["cached"], json!(true));
+
+    // The sentence is then decode-only.
+    let body = s
+        .post(
+            "/v1/segment",
+            json!({"image": b64(&png), "text": sentence, "window": window}),
+        )
+        .await
+        .ok();
+    assert_eq!(body["window"]["encoded"].as_u64(), Some(0));
+    assert_eq!(body["cached"], json!(true));
+    let m = s.metrics().await;
+    assert_eq!(metric(&m, "rsam_windows_encoded_total", &[]), 3.0);
+    assert_eq!(
+        metric(&m, "rsam_window_searches_total", &[]),
+        1.0,
+        "a pre-encode is not a search"
+    );
+
+    // Bad window options on /v1/images are refused like on /v1/segment.
+    for (bad, code) in [
+        (json!({"size": 8}), "invalid_request"),
+        (json!({"size": SIDE, "overlap": SIDE}), "invalid_request"),
+        (json!({"size": 16, "max_windows": 4}), "payload_too_large"),
+    ] {
+        let r = s.post("/v1/images", json!({"image": b64(&png), "window": bad})).await;
+        assert_eq!(r.code(), code, "{bad}: {}", String::from_utf8_lossy(&r.body));
+    }
+}

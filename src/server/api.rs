@@ -124,6 +124,8 @@ pub struct ImageJson {
     pub image: String,
     pub bands: Option<Vec<f64>>,
     pub stretch: Option<String>,
+    /// Pre-encode the scene's windows for later windowed searches.
+    pub window: Option<WindowJson>,
 }
 
 /// A segment request with its binary parts decoded, from JSON or multipart.
@@ -652,6 +654,9 @@ pub struct ImageResponse {
     pub height: u32,
     pub cached: bool,
     pub georeferenced: bool,
+    /// With `window`: the windows encoded ahead of windowed searches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<super::windowed::WindowReport>,
     pub timings_ms: Timings,
 }
 

@@ -22,7 +22,7 @@ use tracing::Level;
 
 use super::api::{
     parse_json, parse_raster, ImageJson, ImageSource, RawSegment, RefineJson, RefineRequest, SegmentJson,
-    SegmentRequest, SegmentResponse,
+    SegmentRequest, SegmentResponse, WindowJson,
 };
 use super::config::ServerConfig;
 use super::errors::{ApiError, ErrorCode};
@@ -515,21 +515,28 @@ async fn images(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Admitted { service, kind, body } = admit(&state, &headers, body, false).await?;
-    let (bytes, raster) = match kind {
+    let (bytes, raster, window) = match kind {
         BodyKind::Json => {
-            let decode = |b: &[u8]| -> Result<(Vec<u8>, RasterOptions), ApiError> {
+            let decode = |b: &[u8]| -> Result<(Vec<u8>, RasterOptions, Option<WindowJson>), ApiError> {
                 let json = parse_json::<ImageJson>(b)?;
                 let raster = parse_raster(json.bands, json.stretch.as_deref())?;
-                Ok((super::api::decode_base64("image", &json.image)?, raster))
+                Ok((super::api::decode_base64("image", &json.image)?, raster, json.window))
             };
-            let (bytes, raster) = parse_off(&service, body, decode).await?;
-            (Bytes::from(bytes), raster)
+            let (bytes, raster, window) = parse_off(&service, body, decode).await?;
+            (Bytes::from(bytes), raster, window)
         }
         BodyKind::Multipart(boundary) => multipart::parse_image(body, boundary).await?,
-        BodyKind::Raw => (body, RasterOptions::default()),
+        BodyKind::Raw => (body, RasterOptions::default(), None),
     };
     let claimed_id = claimed_image_id(&headers);
-    Ok(Json(service.warm(bytes, claimed_id, raster, deadline.0).await?).into_response())
+    let answer = match window {
+        Some(w) => {
+            let options = super::windowed::parse_window(&w, &RawSegment::default(), Default::default())?;
+            service.warm_windowed(bytes, claimed_id, raster, options).await?
+        }
+        None => service.warm(bytes, claimed_id, raster, deadline.0).await?,
+    };
+    Ok(Json(answer).into_response())
 }
 
 async fn model_info(State(state): State<AppState>) -> Result<Response, ApiError> {

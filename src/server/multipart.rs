@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::api::{decode_base64, parse_raster, QueryJson, RawSegment};
+use super::api::{decode_base64, parse_raster, QueryJson, RawSegment, WindowJson};
 use super::errors::{ApiError, ErrorCode};
 use crate::image_input::RasterOptions;
 
@@ -99,22 +99,26 @@ pub async fn parse_segment(body: Bytes, boundary: String) -> Result<RawSegment, 
     Ok(raw)
 }
 
-/// `POST /v1/images` as multipart: the `image` part, and `bands` /
-/// `stretch` for a raster.
-pub async fn parse_image(body: Bytes, boundary: String) -> Result<(Bytes, RasterOptions), ApiError> {
-    let (mut image, mut bands, mut stretch) = (None, None, None);
+/// `POST /v1/images` as multipart: the `image` part, `bands` / `stretch`
+/// for a raster, and `window` to pre-encode a scene's windows.
+pub async fn parse_image(body: Bytes, boundary: String) -> Result<ImageForm, ApiError> {
+    let (mut image, mut bands, mut stretch, mut window) = (None, None, None, None);
     for (name, data) in parts(body, boundary).await? {
         match name.as_str() {
             "image" => image = Some(data),
             "bands" => bands = Some(json(&name, &data)?),
             "stretch" => stretch = Some(text(&name, &data)?),
+            "window" => window = Some(json(&name, &data)?),
             other => {
                 return Err(ApiError::invalid_request(format!(
-                    "unknown form field {other:?}: expected image, bands or stretch"
+                    "unknown form field {other:?}: expected image, bands, stretch or window"
                 )))
             }
         }
     }
     let image = image.ok_or_else(|| ApiError::invalid_request("no image part in the form"))?;
-    Ok((image, parse_raster(bands, stretch.as_deref())?))
+    Ok((image, parse_raster(bands, stretch.as_deref())?, window))
 }
+
+/// The image, its rendering and an optional `window`.
+pub type ImageForm = (Bytes, RasterOptions, Option<WindowJson>);

@@ -296,6 +296,7 @@ impl Service {
             height: r.image.height(),
             cached: r.cached,
             georeferenced: r.image.georef.is_georeferenced(),
+            window: None,
             timings_ms: t,
         })
     }

@@ -15,11 +15,13 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use image::ImageFormat;
 use serde::Serialize;
 
 use super::api::{
-    ImageSource, Outputs, RawSegment, SegmentRequest, SegmentResponse, SegmentResult, Timings, WindowJson,
+    ImageResponse, ImageSource, Outputs, RawSegment, SegmentRequest, SegmentResponse, SegmentResult, Timings,
+    WindowJson,
 };
 use super::cache::{FeatureCache, Lookup};
 use super::cached_image::CachedImage;
@@ -34,8 +36,9 @@ use crate::mask::polygons::outer_polygons;
 use crate::mask::BinaryMask;
 use crate::predictor::{EncodedImage, ModelImage};
 use crate::window::{
-    candidate_reports, search, CandidateReport, FnFeatures, GeoTiffSource, ImageSource as SceneImage, SearchOptions,
-    SearchOutcome, WindowError, WindowSource, WindowSpec, DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K, MIN_WINDOW_SIZE,
+    candidate_reports, encode_windows, search, CandidateReport, FnFeatures, GeoTiffSource, ImageSource as SceneImage,
+    SearchOptions, SearchOutcome, WindowError, WindowSource, WindowSpec, DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K,
+    MIN_WINDOW_SIZE,
 };
 
 /// Most candidates a request may ask for.
@@ -180,7 +183,7 @@ impl Service {
             raster: req.raster,
             max_pixels: self.config.max_pixels,
             options,
-            prompt,
+            prompt: Some(prompt),
             coords: req.geometry.coords,
             crs: req.geometry.crs,
             outputs: req.outputs,
@@ -188,6 +191,34 @@ impl Service {
         let mut response = self.blocking(move || job.run(&bytes)).await??;
         response.timings_ms.total = ms(start.elapsed());
         Ok(response)
+    }
+
+    /// `POST /v1/images` with `window`: the scene's windows encoded into
+    /// the cache on the blocking pool.
+    pub(super) async fn warm_windowed(
+        &self,
+        bytes: Bytes,
+        claimed_id: Option<String>,
+        raster: RasterOptions,
+        options: SearchOptions,
+    ) -> Result<ImageResponse, ApiError> {
+        let hashed = bytes.clone();
+        let image_id = self.blocking(move || image_id_of(&hashed)).await?;
+        check_claimed_id(claimed_id.as_deref(), &image_id)?;
+        let job = SceneSearch {
+            model: self.model.clone(),
+            cache: self.cache.clone(),
+            metrics: self.metrics.clone(),
+            image_id,
+            raster,
+            max_pixels: self.config.max_pixels,
+            options,
+            prompt: None,
+            coords: Coords::Pixel,
+            crs: OutputCrs::Raster,
+            outputs: Outputs::default(),
+        };
+        self.blocking(move || job.pre_encode(&bytes)).await?
     }
 }
 
@@ -200,7 +231,8 @@ struct SceneSearch {
     raster: RasterOptions,
     max_pixels: u64,
     options: SearchOptions,
-    prompt: SentPrompt,
+    /// `None` for a pre-encode (`POST /v1/images` with `window`).
+    prompt: Option<SentPrompt>,
     coords: Coords,
     crs: OutputCrs,
     outputs: Outputs,
@@ -213,14 +245,63 @@ fn ms(d: Duration) -> f64 {
 impl SceneSearch {
     fn run(self, bytes: &[u8]) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
+        self.with_scene(bytes, |source, georef| self.search(source, georef, start))
+    }
+
+    /// Opens the scene as a window source: a TIFF window by window with
+    /// the scene-wide stretch, any other image decoded whole.
+    fn with_scene<T>(
+        &self,
+        bytes: &[u8],
+        f: impl FnOnce(&mut dyn WindowSource, Georef) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         if image_format(bytes)? == ImageFormat::Tiff {
             let raster = GeoRaster::from_bytes(bytes, self.max_pixels)?;
             let mut source = GeoTiffSource::new(raster, self.raster.bands.clone(), self.raster.stretch)?;
             let georef = source.georef().cloned().unwrap_or_default();
-            return self.search(&mut source, georef, start);
+            return f(&mut source, georef);
         }
         let input = image_input::decode(bytes, &self.raster, self.max_pixels)?;
-        self.search(&mut SceneImage::new(&input.image), input.georef, start)
+        f(&mut SceneImage::new(&input.image), input.georef)
+    }
+
+    /// `POST /v1/images` with `window`: every window of the scene encoded
+    /// into the cache (those already there are kept), no prompt decoded, so
+    /// later windowed searches on the scene are decode-only.
+    fn pre_encode(self, bytes: &[u8]) -> Result<ImageResponse, ApiError> {
+        let start = Instant::now();
+        self.with_scene(bytes, |source, georef| {
+            let (width, height) = (source.width(), source.height());
+            let encode_time = Cell::new(Duration::ZERO);
+            let mut features = FnFeatures {
+                get: |_: usize, w: Window| self.cached(w),
+                encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| {
+                    self.encode(windows, images, &georef, &encode_time)
+                },
+            };
+            let (grid, encoded) = encode_windows(&self.model, source, &self.options, &mut features, &mut |_| {})?;
+            let timings_ms = Timings {
+                encode: ms(encode_time.get()),
+                total: ms(start.elapsed()),
+                ..Timings::default()
+            };
+            Ok(ImageResponse {
+                image_id: self.image_id.clone(),
+                width,
+                height,
+                cached: encoded == 0,
+                georeferenced: georef.is_georeferenced(),
+                window: Some(WindowReport {
+                    size: grid.size,
+                    overlap: grid.overlap,
+                    windows: grid.len(),
+                    searched: 0,
+                    encoded,
+                    candidates: Vec::new(),
+                }),
+                timings_ms,
+            })
+        })
     }
 
     fn search(
@@ -233,7 +314,11 @@ impl SceneSearch {
             image_decode: ms(start.elapsed()),
             ..Timings::default()
         };
-        let prompt = self.prompt.clone().into_pixels(self.coords, &georef)?;
+        let prompt = self
+            .prompt
+            .clone()
+            .ok_or_else(|| ApiError::internal("a windowed search without a prompt"))?
+            .into_pixels(self.coords, &georef)?;
         let search_start = Instant::now();
         let encode_time = Cell::new(Duration::ZERO);
         let mut features = FnFeatures {
