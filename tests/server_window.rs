@@ -2,20 +2,23 @@
 //! answer equals the library's `window::search` on the same scene (a mosaic
 //! of `rsam synth` scenes, the demo model), a second request on the same
 //! scene encodes no window, a GeoTIFF scene gets candidates in map
-//! coordinates, every refusal has its test, and the metrics count searches
-//! and windows. Every JSON answer is validated against openapi.yaml.
+//! coordinates, every refusal has its test, the metrics count searches
+//! and windows, and refine on a windowed answer runs in its windows. Every JSON answer is validated against openapi.yaml.
 
 mod server_support;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use base64::Engine as _;
 use reqwest::multipart::{Form, Part};
 use rsam::loaded_model::LoadedModel;
 use rsam::preprocess::Rgb8Image;
 use rsam::risors::Dataset;
-use rsam::window::{search, ImageSource, ModelFeatures, SearchOptions, WindowSpec};
+use rsam::window::{
+    crop, refine_object, refined_prompts, search, ImageSource, ModelFeatures, SearchOptions, WindowSpec,
+};
 use rsam::{LoadOptions, Prompt};
 use serde_json::{json, Value};
 use server_support::{metric, start_model, B64};
@@ -162,14 +165,6 @@ async fn a_windowed_answer_is_the_library_search_and_a_second_request_encodes_no
     let file = s.send("POST", "/v1/segment", req).await;
     assert_eq!(file.status, 200);
     assert!(file.body.starts_with(b"\x89PNG"));
-
-    // A windowed result is not kept for refine: 404 naming why.
-    let id = body["results"][0]["result_id"].as_str().unwrap();
-    let r = s
-        .post("/v1/refine", json!({"result_id": id, "points": [[10, 10, 1]]}))
-        .await;
-    assert_eq!((r.status, r.code().as_str()), (404, "result_not_found"));
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("windowed"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,6 +202,35 @@ async fn a_geotiff_scene_gets_candidates_in_map_coordinates() {
     assert!(first.iter().any(|v| v.abs() > 1000.0), "{first:?}");
     assert!(body["geojson"]["features"][0]["geometry"].is_object());
     assert_eq!(w["encoded"].as_u64(), Some(1));
+
+    // Refine in map coordinates: the same answer as the same click in
+    // scene pixels.
+    let georef = rsam::geo::GeoRaster::from_bytes(&tif, 1 << 20)
+        .unwrap()
+        .georef()
+        .clone();
+    let (mx, my) = georef.map_from_pixel(7.5, 7.5).unwrap();
+    let id = body["results"][0]["result_id"].as_str().unwrap();
+    let by_map = s
+        .post(
+            "/v1/refine",
+            json!({"result_id": id, "points": [[mx, my, 0]], "coords": "map", "outputs": ["rle", "geojson"]}),
+        )
+        .await
+        .ok();
+    let by_pixel = s
+        .post(
+            "/v1/refine",
+            json!({"result_id": id, "points": [[7.5, 7.5, 0]], "outputs": ["rle", "geojson"]}),
+        )
+        .await
+        .ok();
+    assert_eq!(by_map["results"][0]["rle"], by_pixel["results"][0]["rle"]);
+    assert_eq!(by_map["window"]["searched"].as_u64(), Some(1));
+    assert_eq!(by_map["georeferenced"], json!(true));
+    let feature = &by_map["geojson"]["features"][0]["geometry"];
+    assert!(by_map["results"][0]["area"].as_u64().unwrap() > 0);
+    assert!(first_vertex(&feature["coordinates"]).iter().any(|v| v.abs() > 1000.0));
 
     // Window features are keyed by the scene's rendering too: other bands
     // encode again, the same bands come from the cache.
@@ -247,9 +271,9 @@ async fn refusals_name_why() {
     let cases = [
         (
             json!({"image_id": id, "text": "a", "window": {}}),
-            422,
-            "invalid_request",
-            "image_id",
+            404,
+            "image_not_cached",
+            "no windows of image",
         ),
         (
             json!({"image": image, "queries": [{"text": "a"}], "window": {}}),
@@ -308,11 +332,17 @@ async fn refusals_name_why() {
     }
     // The same refusal from a multipart form.
     let form = Form::new()
-        .text("image_id", id)
-        .text("text", "a")
+        .text("image", "x")
+        .text("queries", r#"[{"text": "a"}]"#)
         .text("window", r#"{"size": 64}"#);
     let r = s.post_form("/v1/segment", form).await;
-    assert_eq!((r.status, r.code().as_str()), (422, "invalid_request"));
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (422, "invalid_request"),
+        "{:?}",
+        r.json()
+    );
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("queries"));
     let r = s
         .post(
             "/v1/segment",
@@ -374,6 +404,69 @@ async fn images_with_window_pre_encodes_a_scene_for_later_searches() {
         "a pre-encode is not a search"
     );
 
+    // Later sentences need not send the scene again: its image_id finds
+    // its windows in the cache, and the answer is the same; a refine of it
+    // works as on any windowed answer.
+    let id = warm["image_id"].as_str().unwrap();
+    let by_id = s
+        .post(
+            "/v1/segment",
+            json!({"image_id": id, "text": sentence, "window": window}),
+        )
+        .await
+        .ok();
+    assert_eq!(by_id["results"][0]["rle"], body["results"][0]["rle"]);
+    assert_eq!(by_id["window"]["candidates"], body["window"]["candidates"]);
+    assert_eq!(
+        (by_id["window"]["encoded"].as_u64(), by_id["cached"].as_bool()),
+        (Some(0), Some(true))
+    );
+    let best = &by_id["window"]["candidates"][0];
+    let click = [
+        best["bbox"][0].as_f64().unwrap() + 1.0,
+        best["bbox"][1].as_f64().unwrap() + 1.0,
+    ];
+    let refined = s
+        .post(
+            "/v1/refine",
+            json!({"result_id": by_id["results"][0]["result_id"], "points": [[click[0], click[1], 1]]}),
+        )
+        .await
+        .ok();
+    assert_eq!(refined["window"]["encoded"].as_u64(), Some(0));
+    // Another grid, or another rendering, is not what was encoded: 404s
+    // naming what to send.
+    let other_grid = s
+        .post(
+            "/v1/segment",
+            json!({"image_id": id, "text": sentence, "window": {"size": SIDE, "overlap": SIDE / 4}}),
+        )
+        .await;
+    assert_eq!(
+        (other_grid.status, other_grid.code().as_str()),
+        (404, "image_not_cached")
+    );
+    let message = other_grid.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("is not in the feature cache") && message.contains("window size"),
+        "{message}"
+    );
+    let other_rendering = s
+        .post(
+            "/v1/segment",
+            json!({"image_id": id, "text": sentence, "stretch": "minmax", "window": window}),
+        )
+        .await;
+    assert_eq!(
+        (other_rendering.status, other_rendering.code().as_str()),
+        (404, "image_not_cached")
+    );
+    assert_eq!(
+        metric(&s.metrics().await, "rsam_windows_encoded_total", &[]),
+        3.0,
+        "nothing was encoded by id"
+    );
+
     // Bad window options on /v1/images are refused like on /v1/segment.
     for (bad, code) in [
         (json!({"size": 8}), "invalid_request"),
@@ -383,4 +476,245 @@ async fn images_with_window_pre_encodes_a_scene_for_later_searches() {
         let r = s.post("/v1/images", json!({"image": b64(&png), "window": bad})).await;
         assert_eq!(r.code(), code, "{bad}: {}", String::from_utf8_lossy(&r.body));
     }
+}
+
+/// A scene no larger than the window is one window, the whole image: its
+/// windowed answer and the refine of it are exactly the plain answer and
+/// the plain `/v1/refine` (same features, same protocol).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refining_a_one_window_answer_is_the_plain_refine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (scene, sentence) = mosaic(tmp.path());
+    let png = png_bytes(&scene);
+    let s = start_model(demo_dir(), |_| {}).await;
+    let windowed = s
+        .post(
+            "/v1/segment",
+            json!({"image": b64(&png), "text": sentence, "window": {"size": 2 * SIDE}}),
+        )
+        .await
+        .ok();
+    assert_eq!(windowed["window"]["windows"].as_u64(), Some(1));
+    let plain = s
+        .post("/v1/segment", json!({"image": b64(&png), "text": sentence}))
+        .await
+        .ok();
+    let (w0, p0) = (&windowed["results"][0], &plain["results"][0]);
+    assert_eq!(w0["rle"], p0["rle"]);
+    assert!(w0["area"].as_u64().unwrap() > 0, "the demo model finds its object");
+
+    // One negative click on the object, then a positive one beside it.
+    let [bx, by, bw, bh] = [0, 1, 2, 3].map(|i| p0["bbox"][i].as_f64().unwrap());
+    let clicks = [
+        json!([[bx + bw / 2.0, by + bh / 2.0, 0]]),
+        json!([[bx + bw + 4.0, by + bh / 2.0, 1]]),
+    ];
+    let (mut wid, mut pid) = (
+        w0["result_id"].as_str().unwrap().to_string(),
+        p0["result_id"].as_str().unwrap().to_string(),
+    );
+    assert!(wid.starts_with("window-"), "{wid}");
+    for points in clicks {
+        let w = s
+            .post("/v1/refine", json!({"result_id": wid, "points": points}))
+            .await
+            .ok();
+        let p = s
+            .post("/v1/refine", json!({"result_id": pid, "points": points}))
+            .await
+            .ok();
+        let (wr, pr) = (&w["results"][0], &p["results"][0]);
+        assert_eq!(wr["rle"], pr["rle"], "{points}");
+        assert_eq!(wr["iou_prediction"], pr["iou_prediction"]);
+        assert_eq!(wr["object_present"], pr["object_present"]);
+        assert_eq!(w["window"]["searched"].as_u64(), Some(1));
+        assert_eq!((w["width"].as_u64(), w["height"].as_u64()), (Some(512), Some(256)));
+        wid = wr["result_id"].as_str().unwrap().to_string();
+        pid = pr["result_id"].as_str().unwrap().to_string();
+    }
+}
+
+/// Clicks on a mosaic's answer run in the windows that found its object,
+/// exactly as the library's refine runs them; a click outside those windows
+/// is refused, and so is a refine whose windows left the cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refining_a_windowed_answer_runs_in_its_windows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (scene, sentence) = mosaic(tmp.path());
+    let png = png_bytes(&scene);
+    let window = json!({"size": SIDE, "overlap": SIDE / 2});
+    let s = start_model(demo_dir(), |_| {}).await;
+    let body = s
+        .post(
+            "/v1/segment",
+            json!({"image": b64(&png), "text": sentence, "window": window}),
+        )
+        .await
+        .ok();
+    let best = &body["window"]["candidates"][0];
+    let xs: Vec<u64> = best["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["x"].as_u64().unwrap())
+        .collect();
+    assert!(
+        !xs.contains(&u64::from(SIDE)),
+        "the sentence's object is in the left scene: {xs:?}"
+    );
+    let [bx, by, bw, bh] = [0, 1, 2, 3].map(|i| best["bbox"][i].as_f64().unwrap());
+    let click = [bx + bw / 2.0, by + bh / 2.0];
+
+    // The library, on the same scene: search, then refine in the windows.
+    let model = LoadedModel::load(&demo_dir(), &LoadOptions::default()).unwrap();
+    let options = SearchOptions {
+        spec: WindowSpec {
+            size: Some(SIDE),
+            overlap: Some(SIDE / 2),
+        },
+        ..SearchOptions::default()
+    };
+    let prompt = Prompt::text(&sentence);
+    let outcome = search(
+        &model,
+        &mut ImageSource::new(&scene),
+        &prompt,
+        &options,
+        &mut ModelFeatures::uncached(&model),
+        &mut |_| {},
+    )
+    .unwrap();
+    let windows = outcome.best().unwrap().object_windows(&prompt);
+    let features: Vec<_> = windows
+        .iter()
+        .map(|w| Arc::new(model.encode(&model.prepare(&crop(&scene, w.window))).unwrap()))
+        .collect();
+    let negative = [rsam::Point {
+        x: click[0] as f32,
+        y: click[1] as f32,
+        label: 0,
+    }];
+    let prompts = refined_prompts(&windows, &negative, None).unwrap();
+    let expected = refine_object(&model, &windows, &prompts, &features).unwrap();
+    drop(model);
+    let expected_mask = match &expected.object {
+        Some(c) => c.piece.scene_mask(2 * SIDE, SIDE),
+        None => rsam::mask::BinaryMask {
+            width: 2 * SIDE,
+            height: SIDE,
+            data: vec![0; (2 * SIDE * SIDE) as usize],
+        },
+    };
+
+    let id = body["results"][0]["result_id"].as_str().unwrap();
+    let refined = s
+        .post(
+            "/v1/refine",
+            json!({"result_id": id, "points": [[click[0], click[1], 0]], "outputs": ["rle", "geojson"]}),
+        )
+        .await
+        .ok();
+    let r = &refined["results"][0];
+    assert_eq!(r["rle"], serde_json::to_value(expected_mask.to_rle()).unwrap());
+    assert_eq!(refined["window"]["searched"].as_u64(), Some(xs.len() as u64));
+    assert_eq!(refined["window"]["encoded"].as_u64(), Some(0));
+    assert_eq!(refined["cached"], json!(true));
+    assert_eq!(refined["geojson"]["features"][0]["properties"]["text"], json!(sentence));
+    assert_ne!(
+        r["rle"], body["results"][0]["rle"],
+        "a negative click on the object changes it"
+    );
+
+    // Clicks follow clicks; a click no window of the object holds is refused.
+    let next = r["result_id"].as_str().unwrap();
+    let again = s
+        .post(
+            "/v1/refine",
+            json!({"result_id": next, "points": [[click[0], click[1], 1]]}),
+        )
+        .await
+        .ok();
+    assert!(again["results"][0]["result_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("window-"));
+    let outside = s
+        .post(
+            "/v1/refine",
+            json!({"result_id": next, "points": [[2 * SIDE - 4, 10, 1]]}),
+        )
+        .await;
+    assert_eq!((outside.status, outside.code().as_str()), (422, "invalid_prompt"));
+    let message = outside.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("outside the windows that found this object"),
+        "{message}"
+    );
+    let unknown = s
+        .post("/v1/refine", json!({"result_id": "window-0123", "points": [[5, 5, 1]]}))
+        .await;
+    assert_eq!((unknown.status, unknown.code().as_str()), (404, "result_not_found"));
+    assert!(unknown.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("windowed"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_refine_whose_windows_left_the_cache_names_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (scene, sentence) = mosaic(tmp.path());
+    let png = png_bytes(&scene);
+    // A cache too small for one window's features keeps none.
+    let s = start_model(demo_dir(), |c| c.cache_bytes = 1024).await;
+    let body = s
+        .post(
+            "/v1/segment",
+            json!({"image": b64(&png), "text": sentence, "window": {"size": SIDE, "overlap": SIDE / 2}}),
+        )
+        .await
+        .ok();
+    let best = &body["window"]["candidates"][0];
+    let (x, y) = (best["bbox"][0].as_f64().unwrap(), best["bbox"][1].as_f64().unwrap());
+    let id = body["results"][0]["result_id"].as_str().unwrap();
+    let r = s
+        .post(
+            "/v1/refine",
+            json!({"result_id": id, "points": [[x + 1.0, y + 1.0, 1]]}),
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (404, "image_not_cached"));
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("no longer in the feature cache") && message.contains("window"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refining_a_search_that_found_nothing_is_refused() {
+    // A flat grey scene holds no ship: every window's object score is
+    // negative, so RSAM's gated logits give no mask anywhere.
+    let grey = Rgb8Image {
+        width: 2 * SIDE,
+        height: SIDE,
+        data: vec![40; (2 * SIDE * SIDE * 3) as usize],
+    };
+    let s = start_model(demo_dir(), |_| {}).await;
+    let body = s
+        .post(
+            "/v1/segment",
+            json!({"image": b64(&png_bytes(&grey)), "text": "the ship", "window": {"size": SIDE, "overlap": SIDE / 2}}),
+        )
+        .await
+        .ok();
+    assert_eq!(body["window"]["candidates"], json!([]));
+    assert_eq!(body["results"][0]["object_present"], json!(false));
+    let id = body["results"][0]["result_id"].as_str().unwrap();
+    let r = s
+        .post("/v1/refine", json!({"result_id": id, "points": [[10, 10, 1]]}))
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (422, "invalid_prompt"));
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("found no object"), "{message}");
 }

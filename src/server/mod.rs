@@ -28,8 +28,10 @@ pub mod on_worker;
 pub mod outputs;
 pub mod page;
 pub mod results;
+pub mod scenes;
 pub mod service;
 pub mod windowed;
+pub mod windowed_refine;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -41,30 +41,38 @@ impl StoredResult {
     }
 }
 
-struct Inner {
-    map: HashMap<String, Arc<StoredResult>>,
+struct Inner<T> {
+    map: HashMap<String, Arc<T>>,
     /// Insertion order, which is also expiry order (one TTL for all).
     order: VecDeque<(Instant, String)>,
 }
 
-/// The bounded result store.
-pub struct ResultStore {
-    inner: Mutex<Inner>,
+/// The bounded result store (windowed results have their own, of another
+/// type, whose ids begin with its prefix).
+pub struct ResultStore<T = StoredResult> {
+    inner: Mutex<Inner<T>>,
     ttl: Duration,
     capacity: usize,
+    prefix: &'static str,
 }
 
-impl std::fmt::Debug for ResultStore {
+impl<T> std::fmt::Debug for ResultStore<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResultStore")
             .field("ttl", &self.ttl)
             .field("capacity", &self.capacity)
+            .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
 }
 
-impl ResultStore {
+impl<T> ResultStore<T> {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
+        Self::with_prefix(ttl, capacity, "")
+    }
+
+    /// A store whose ids begin with `prefix`.
+    pub fn with_prefix(ttl: Duration, capacity: usize, prefix: &'static str) -> Self {
         Self {
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
@@ -72,16 +80,22 @@ impl ResultStore {
             }),
             ttl,
             capacity,
+            prefix,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    /// Whether `id` has this store's prefix.
+    pub fn owns(&self, id: &str) -> bool {
+        !self.prefix.is_empty() && id.starts_with(self.prefix)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stores a result and returns its new id (random, unguessable).
-    pub fn insert(&self, result: StoredResult) -> String {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+    pub fn insert(&self, result: T) -> String {
+        let id = format!("{}{}", self.prefix, uuid::Uuid::new_v4().simple());
         if self.capacity == 0 {
             return id;
         }
@@ -100,7 +114,7 @@ impl ResultStore {
     }
 
     /// The result, unless unknown or expired.
-    pub fn get(&self, id: &str) -> Option<Arc<StoredResult>> {
+    pub fn get(&self, id: &str) -> Option<Arc<T>> {
         let mut inner = self.lock();
         self.purge(&mut inner, Instant::now());
         inner.map.get(id).cloned()
@@ -114,7 +128,7 @@ impl ResultStore {
         self.len() == 0
     }
 
-    fn purge(&self, inner: &mut Inner, now: Instant) {
+    fn purge(&self, inner: &mut Inner<T>, now: Instant) {
         while let Some((created, _)) = inner.order.front() {
             if now.duration_since(*created) < self.ttl {
                 break;
@@ -152,6 +166,17 @@ mod tests {
         let c = store.insert(result());
         assert!(store.get(&a).is_none());
         assert!(store.get(&b).is_some() && store.get(&c).is_some());
+    }
+
+    #[test]
+    fn a_prefixed_store_names_its_ids() {
+        let store = ResultStore::with_prefix(Duration::from_secs(60), 2, "window-");
+        let a = store.insert(result());
+        assert!(a.starts_with("window-") && store.owns(&a), "{a}");
+        assert!(store.get(&a).is_some());
+        let plain: ResultStore = ResultStore::new(Duration::from_secs(60), 2);
+        assert!(!plain.owns(&plain.insert(result())));
+        assert!(!store.owns("0123abcd"));
     }
 
     #[test]

@@ -33,6 +33,8 @@ use super::errors::{ApiError, ErrorCode};
 use super::metrics::{Metrics, Stage};
 use super::outputs::OutputBuilder;
 use super::results::ResultStore;
+use super::scenes::SceneRegistry;
+use super::windowed_refine::{WindowedResult, WINDOWED_RESULT};
 
 /// Texts up to this many bytes are checked on the async thread (fast);
 /// longer ones on the blocking pool.
@@ -44,6 +46,10 @@ pub struct Service {
     pub engine: Engine,
     pub cache: Arc<FeatureCache>,
     pub results: Arc<ResultStore>,
+    /// Windowed answers, kept as the windows that found their object.
+    pub window_results: Arc<ResultStore<WindowedResult>>,
+    /// Scenes whose windows were encoded, for windowed searches by id.
+    pub scenes: Arc<SceneRegistry>,
     pub metrics: Metrics,
     pub limits: Limits,
     pub config: ServerConfig,
@@ -74,7 +80,7 @@ enum Found {
 }
 
 /// An id for an error message, cut short: ids come from clients.
-fn quoted(id: &str) -> String {
+pub(super) fn quoted(id: &str) -> String {
     match id.char_indices().nth(80) {
         Some((end, _)) => format!("{:?}...", &id[..end]),
         None => format!("{id:?}"),
@@ -181,6 +187,12 @@ impl Service {
             },
             cache: Arc::new(FeatureCache::new(config.cache_bytes, &model_key, metrics.clone())),
             results: Arc::new(ResultStore::new(config.result_ttl, config.result_capacity)),
+            window_results: Arc::new(ResultStore::with_prefix(
+                config.result_ttl,
+                config.result_capacity,
+                WINDOWED_RESULT,
+            )),
+            scenes: Arc::new(SceneRegistry::default()),
             model,
             engine,
             metrics,
@@ -220,7 +232,9 @@ impl Service {
     pub async fn refine(&self, req: RefineRequest, deadline: Instant) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
         let mut t = Timings::default();
-        super::windowed::refuse_refine(&req.result_id)?;
+        if self.window_results.owns(&req.result_id) {
+            return self.refine_windowed(req).await;
+        }
         let stored = self.results.get(&req.result_id).ok_or_else(|| {
             ApiError::new(
                 ErrorCode::ResultNotFound,

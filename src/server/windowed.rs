@@ -1,14 +1,15 @@
 //! `POST /v1/segment` with `window`: a scene larger than the model searched
 //! window by window ([`crate::window`]). The scene comes from the uploaded
 //! bytes (a TIFF read window by window with the request's bands and
-//! stretch, any other image decoded whole), each window's features are
+//! stretch, any other image decoded whole), or, named by `image_id`, from
+//! the cache alone ([`super::scenes`]); each window's features are
 //! taken from or put into the server's byte-bounded feature cache under the
 //! scene's id, its rendering and the window rectangle, and the answer is the
 //! best candidate's full-scene mask in the outputs asked for, plus the grid
 //! and the ranked candidates.
 //!
-//! A windowed result is not kept for `/v1/refine` (its prompt lives in scene
-//! pixels, its logits in one window's): refine answers 404 naming why.
+//! A windowed answer is kept for `/v1/refine` as the windows that found the
+//! object, each with its prompt and logits ([`super::windowed_refine`]).
 
 use std::cell::Cell;
 use std::ops::RangeInclusive;
@@ -28,24 +29,25 @@ use super::cached_image::CachedImage;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
 use super::on_worker::OnWorker;
+use super::results::ResultStore;
+use super::scenes::{SceneInfo, SceneRegistry};
 use super::service::{check_claimed_id, image_format, image_id_of, Service};
+use super::windowed_refine::{GridShape, WindowedResult};
 use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs, Window};
 use crate::image_input::{self, Coords, RasterOptions, SentPrompt};
 use crate::loaded_model::LoadedModel;
 use crate::mask::polygons::outer_polygons;
 use crate::mask::BinaryMask;
+use crate::predictor::Prompt;
 use crate::predictor::{EncodedImage, ModelImage};
 use crate::window::{
-    candidate_reports, encode_windows, search, CandidateReport, FnFeatures, GeoTiffSource, ImageSource as SceneImage,
-    SearchOptions, SearchOutcome, WindowError, WindowSource, WindowSpec, DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K,
-    MIN_WINDOW_SIZE,
+    candidate_reports, encode_windows, search, CachedScene, CandidateReport, FnFeatures, GeoTiffSource,
+    ImageSource as SceneImage, SceneCandidate, SearchOptions, SearchOutcome, WindowError, WindowSource, WindowSpec,
+    DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K, MIN_WINDOW_SIZE,
 };
 
 /// Most candidates a request may ask for.
 pub const MAX_TOP_K: usize = 100;
-
-/// How a windowed result's id begins: refine tells it from an expired one.
-const WINDOWED_RESULT: &str = "window-";
 
 /// The `window` member of a windowed answer.
 #[derive(Debug, Clone, Serialize)]
@@ -66,11 +68,6 @@ pub struct WindowReport {
 /// Checks the `window` object and what may come with it.
 pub fn parse_window(w: &WindowJson, raw: &RawSegment, outputs: Outputs) -> Result<SearchOptions, ApiError> {
     let refusals = [
-        (
-            raw.image_id.is_some(),
-            "window needs the image itself, not image_id: a scene's pixels are not kept, only its windows' \
-             features; send the image again and its windows come from the cache",
-        ),
         (
             raw.queries.is_some(),
             "window takes one prompt (text, points, box), not queries: one prompt per windowed search",
@@ -127,18 +124,6 @@ fn whole(name: &str, v: f64, range: RangeInclusive<usize>) -> Result<usize, ApiE
     )))
 }
 
-/// 404 naming why for the id of a windowed result (never stored).
-pub fn refuse_refine(result_id: &str) -> Result<(), ApiError> {
-    match result_id.starts_with(WINDOWED_RESULT) {
-        true => Err(ApiError::new(
-            ErrorCode::ResultNotFound,
-            "this result_id is a windowed search's answer, which is not kept for refine: send POST /v1/segment \
-             again with window and the corrected clicks (the scene's windows come from the cache)",
-        )),
-        false => Ok(()),
-    }
-}
-
 impl From<WindowError> for ApiError {
     fn from(e: WindowError) -> Self {
         match e {
@@ -148,6 +133,13 @@ impl From<WindowError> for ApiError {
             }
             WindowError::EmptyScene { .. } => ApiError::new(ErrorCode::InvalidImage, e.to_string()),
             WindowError::Prompt(_) => ApiError::new(ErrorCode::InvalidPrompt, e.to_string()),
+            WindowError::NotCached(_) => ApiError::new(
+                ErrorCode::ImageNotCached,
+                format!(
+                    "{e} (evicted, or the scene was encoded with another window size or overlap): send the image \
+                     itself with window"
+                ),
+            ),
             WindowError::FeatureCount { .. } => ApiError::internal(e.to_string()),
             WindowError::Model(e) => e.into(),
             WindowError::Geo(e) => e.into(),
@@ -164,20 +156,28 @@ impl Service {
         options: SearchOptions,
     ) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
-        let ImageSource::Bytes { bytes, claimed_id } = req.image else {
-            return Err(ApiError::internal("a windowed search without the image's bytes"));
-        };
         let prompt = req
             .prompts
             .into_iter()
             .next()
             .ok_or_else(|| ApiError::internal("a windowed search without a prompt"))?;
-        let hashed = bytes.clone();
-        let image_id = self.blocking(move || image_id_of(&hashed)).await?;
-        check_claimed_id(claimed_id.as_deref(), &image_id)?;
+        let (image_id, scene) = match req.image {
+            ImageSource::Bytes { bytes, claimed_id } => {
+                let hashed = bytes.clone();
+                let image_id = self.blocking(move || image_id_of(&hashed)).await?;
+                check_claimed_id(claimed_id.as_deref(), &image_id)?;
+                (image_id, Scene::Bytes(bytes))
+            }
+            ImageSource::Id(id) => {
+                let info = self.scene_by_id(&id, &req.raster)?;
+                (id, Scene::Cached(info))
+            }
+        };
         let job = SceneSearch {
             model: self.model.clone(),
             cache: self.cache.clone(),
+            results: self.window_results.clone(),
+            scenes: self.scenes.clone(),
             metrics: self.metrics.clone(),
             image_id,
             raster: req.raster,
@@ -188,7 +188,7 @@ impl Service {
             crs: req.geometry.crs,
             outputs: req.outputs,
         };
-        let mut response = self.blocking(move || job.run(&bytes)).await??;
+        let mut response = self.blocking(move || job.run(scene)).await??;
         response.timings_ms.total = ms(start.elapsed());
         Ok(response)
     }
@@ -208,6 +208,8 @@ impl Service {
         let job = SceneSearch {
             model: self.model.clone(),
             cache: self.cache.clone(),
+            results: self.window_results.clone(),
+            scenes: self.scenes.clone(),
             metrics: self.metrics.clone(),
             image_id,
             raster,
@@ -220,12 +222,42 @@ impl Service {
         };
         self.blocking(move || job.pre_encode(&bytes)).await?
     }
+
+    /// A scene named by `image_id` whose windows were encoded with this
+    /// rendering, else 404 naming what to send.
+    fn scene_by_id(&self, id: &str, raster: &RasterOptions) -> Result<SceneInfo, ApiError> {
+        self.scenes.get(&scene_key(id, raster)).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ImageNotCached,
+                format!(
+                    "no windows of image {} are in the feature cache with these bands and stretch (never sent with \
+                     window, or forgotten): send the image itself with window, or pre-encode it with POST \
+                     /v1/images and window",
+                    super::service::quoted(id)
+                ),
+            )
+        })
+    }
+}
+
+/// The scene a search runs over: the uploaded bytes, or only the size of a
+/// scene whose windows are all expected in the cache.
+enum Scene {
+    Bytes(Bytes),
+    Cached(SceneInfo),
+}
+
+/// The scene registry's key: the scene and its rendering.
+fn scene_key(image_id: &str, raster: &RasterOptions) -> String {
+    format!("{image_id}|{}", raster.key())
 }
 
 /// Everything one search needs, owned so that it runs on the blocking pool.
 struct SceneSearch {
     model: Arc<LoadedModel>,
     cache: Arc<FeatureCache>,
+    results: Arc<ResultStore<WindowedResult>>,
+    scenes: Arc<SceneRegistry>,
     metrics: Metrics,
     image_id: String,
     raster: RasterOptions,
@@ -243,9 +275,30 @@ fn ms(d: Duration) -> f64 {
 }
 
 impl SceneSearch {
-    fn run(self, bytes: &[u8]) -> Result<SegmentResponse, ApiError> {
+    fn run(self, scene: Scene) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
-        self.with_scene(bytes, |source, georef| self.search(source, georef, start))
+        match scene {
+            Scene::Bytes(bytes) => self.with_scene(&bytes, |source, georef| self.search(source, georef, start)),
+            Scene::Cached(info) => {
+                let mut source = CachedScene {
+                    width: info.width,
+                    height: info.height,
+                    georef: Some(info.georef.clone()),
+                };
+                self.search(&mut source, info.georef, start)
+            }
+        }
+    }
+
+    /// Remembers the scene's size and georeferencing, so that it can be
+    /// searched again by its id while its windows are cached.
+    fn remember(&self, source: &dyn WindowSource, georef: &Georef) {
+        let info = SceneInfo {
+            width: source.width(),
+            height: source.height(),
+            georef: georef.clone(),
+        };
+        self.scenes.record(scene_key(&self.image_id, &self.raster), info);
     }
 
     /// Opens the scene as a window source: a TIFF window by window with
@@ -259,10 +312,13 @@ impl SceneSearch {
             let raster = GeoRaster::from_bytes(bytes, self.max_pixels)?;
             let mut source = GeoTiffSource::new(raster, self.raster.bands.clone(), self.raster.stretch)?;
             let georef = source.georef().cloned().unwrap_or_default();
+            self.remember(&source, &georef);
             return f(&mut source, georef);
         }
         let input = image_input::decode(bytes, &self.raster, self.max_pixels)?;
-        f(&mut SceneImage::new(&input.image), input.georef)
+        let mut source = SceneImage::new(&input.image);
+        self.remember(&source, &input.georef);
+        f(&mut source, input.georef)
     }
 
     /// `POST /v1/images` with `window`: every window of the scene encoded
@@ -333,23 +389,14 @@ impl SceneSearch {
         self.metrics.window_searches.inc();
         self.metrics.windows_per_search.observe(outcome.searched.len() as f64);
         let post_start = Instant::now();
-        let mut response = self.respond(&outcome, &georef, prompt.text.as_deref())?;
+        let mut response = self.respond(&outcome, &georef, &prompt)?;
         t.postprocess = ms(post_start.elapsed());
         response.timings_ms = t;
         Ok(response)
     }
 
-    /// The cache key of one window: the scene, its rendering, the rectangle.
     fn window_key(&self, w: Window) -> String {
-        format!(
-            "{}|{}|window {},{} {}x{}",
-            self.image_id,
-            self.raster.key(),
-            w.x,
-            w.y,
-            w.width,
-            w.height
-        )
+        window_key(&self.image_id, &self.raster.key(), w)
     }
 
     fn cached(&self, w: Window) -> Option<Arc<EncodedImage>> {
@@ -397,24 +444,91 @@ impl SceneSearch {
             .collect())
     }
 
-    /// The best candidate's mask as one result, in the outputs asked for;
-    /// with no candidate an empty mask, IoU 0 and no object.
-    fn respond(
-        &self,
-        outcome: &SearchOutcome,
-        georef: &Georef,
-        text: Option<&str>,
-    ) -> Result<SegmentResponse, ApiError> {
+    /// The best candidate as the answer, kept for refine as the windows
+    /// that found it.
+    fn respond(&self, outcome: &SearchOutcome, georef: &Georef, prompt: &Prompt) -> Result<SegmentResponse, ApiError> {
         let grid = &outcome.grid;
-        let (w, h) = (grid.scene_width, grid.scene_height);
-        let mask = outcome.best_mask();
         let best = outcome.best();
+        let shape = GridShape {
+            size: grid.size,
+            overlap: grid.overlap,
+            windows: grid.len(),
+        };
+        let result_id = self.results.insert(WindowedResult {
+            image_id: self.image_id.clone(),
+            raster_key: self.raster.key(),
+            scene_width: grid.scene_width,
+            scene_height: grid.scene_height,
+            georef: georef.clone(),
+            grid: shape,
+            windows: best.map(|c| c.object_windows(prompt)).unwrap_or_default(),
+        });
+        let answer = SceneAnswer {
+            image_id: &self.image_id,
+            width: grid.scene_width,
+            height: grid.scene_height,
+            georef,
+            outputs: self.outputs,
+            crs: self.crs,
+            text: prompt.text.as_deref(),
+        };
+        let report = WindowReport {
+            size: grid.size,
+            overlap: grid.overlap,
+            windows: grid.len(),
+            searched: outcome.searched.len(),
+            encoded: outcome.encoded,
+            candidates: candidate_reports(&outcome.candidates, Some(georef))?,
+        };
+        answer.respond(best, result_id, outcome.encoded == 0, report)
+    }
+}
+
+/// The cache key of one window: the scene, its rendering, the rectangle.
+pub(super) fn window_key(image_id: &str, raster_key: &str, w: Window) -> String {
+    format!(
+        "{image_id}|{raster_key}|window {},{} {}x{}",
+        w.x, w.y, w.width, w.height
+    )
+}
+
+/// How a windowed answer (a search's or a refine's) is written out.
+pub(super) struct SceneAnswer<'a> {
+    pub image_id: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub georef: &'a Georef,
+    pub outputs: Outputs,
+    pub crs: OutputCrs,
+    pub text: Option<&'a str>,
+}
+
+impl SceneAnswer<'_> {
+    /// The object's mask at full scene resolution as one result, in the
+    /// outputs asked for; with no object an empty mask, IoU 0, no object.
+    pub fn respond(
+        &self,
+        object: Option<&SceneCandidate>,
+        result_id: String,
+        cached: bool,
+        window: WindowReport,
+    ) -> Result<SegmentResponse, ApiError> {
+        let (w, h) = (self.width, self.height);
+        let mask = match object {
+            Some(c) => c.piece.scene_mask(w, h),
+            None => BinaryMask {
+                width: w,
+                height: h,
+                data: vec![0; w as usize * h as usize],
+            },
+        };
         let o = self.outputs;
+        let georef = self.georef;
         let result = SegmentResult {
-            result_id: format!("{WINDOWED_RESULT}{}", uuid::Uuid::new_v4().simple()),
-            iou_prediction: best.map_or(0.0, |c| c.iou),
-            object_score_logit: best.map_or(0.0, |c| c.object_score_logit),
-            object_present: best.is_some_and(|c| c.object_present()),
+            result_id,
+            iou_prediction: object.map_or(0.0, |c| c.iou),
+            object_score_logit: object.map_or(0.0, |c| c.object_score_logit),
+            object_present: object.is_some_and(|c| c.object_present()),
             area: mask.area(),
             bbox: mask.bbox(),
             rle: o.rle.then(|| mask.to_rle()),
@@ -428,47 +542,34 @@ impl SceneSearch {
             },
         };
         let geojson = match o.geojson {
-            true => Some(self.geojson(&result, &mask, georef, text)?),
+            true => Some(self.geojson(&result, &mask)?),
             false => None,
         };
         Ok(SegmentResponse {
-            image_id: self.image_id.clone(),
+            image_id: self.image_id.to_string(),
             width: w,
             height: h,
-            cached: outcome.encoded == 0,
+            cached,
             georeferenced: georef.is_georeferenced(),
             results: vec![result],
             geojson,
-            window: Some(WindowReport {
-                size: grid.size,
-                overlap: grid.overlap,
-                windows: grid.len(),
-                searched: outcome.searched.len(),
-                encoded: outcome.encoded,
-                candidates: candidate_reports(&outcome.candidates, Some(georef))?,
-            }),
+            window: Some(window),
             timings_ms: Timings::default(),
         })
     }
 
-    fn geojson(
-        &self,
-        r: &SegmentResult,
-        mask: &BinaryMask,
-        georef: &Georef,
-        text: Option<&str>,
-    ) -> Result<serde_json::Value, ApiError> {
+    fn geojson(&self, r: &SegmentResult, mask: &BinaryMask) -> Result<serde_json::Value, ApiError> {
         let feature = MaskFeature {
             mask: &mask.data,
             width: mask.width,
             height: mask.height,
-            text,
+            text: self.text,
             result_id: Some(&r.result_id),
             iou_prediction: r.iou_prediction,
             object_score_logit: r.object_score_logit,
             object_present: r.object_present,
         };
-        let collection = geo::feature_collection(&[feature], georef, self.crs)?;
+        let collection = geo::feature_collection(&[feature], self.georef, self.crs)?;
         serde_json::to_value(&collection).map_err(|e| ApiError::internal(format!("GeoJSON: {e}")))
     }
 }

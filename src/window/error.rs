@@ -38,6 +38,11 @@ pub enum WindowError {
     #[error("prompt: {0}")]
     Prompt(String),
 
+    /// A window neither cached nor readable: the scene's pixels are not at
+    /// hand ([`super::CachedScene`]).
+    #[error("window {},{} {}x{} is not in the feature cache and the scene's pixels are not at hand", .0.x, .0.y, .0.width, .0.height)]
+    NotCached(crate::geo::Window),
+
     /// A [`super::WindowFeatures`] that gave back another number of
     /// windows than it was asked to encode.
     #[error("the feature source encoded {got} windows but was asked for {asked}")]

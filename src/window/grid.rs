@@ -129,7 +129,7 @@ pub fn window_prompt(prompt: &Prompt, window: Window) -> Prompt {
 
 /// Whether the continuous position `(x, y)` lies in the window, edges
 /// included (as prompt checks count an image's edges inside).
-fn contains(w: Window, x: f32, y: f32) -> bool {
+pub(super) fn contains(w: Window, x: f32, y: f32) -> bool {
     let (x0, y0) = (w.x as f32, w.y as f32);
     (x0..=x0 + w.width as f32).contains(&x) && (y0..=y0 + w.height as f32).contains(&y)
 }

@@ -26,6 +26,9 @@ pub struct WindowCandidate {
     /// Predicted IoU.
     pub iou: f32,
     pub piece: MaskPiece,
+    /// The window's low-resolution logits as the predictor returns them:
+    /// the mask prompt a correction click in this window starts from.
+    pub logits: Vec<f32>,
 }
 
 /// One object of the scene: one window's candidate, or several merged.
@@ -40,6 +43,8 @@ pub struct SceneCandidate {
     pub iou: f32,
     /// The (merged) mask in scene pixels.
     pub piece: MaskPiece,
+    /// Each window's returned logits, in the order of `windows`.
+    pub logits: Vec<Vec<f32>>,
 }
 
 impl SceneCandidate {
@@ -87,6 +92,14 @@ pub fn merge_candidates(candidates: Vec<WindowCandidate>, merge_iou: f32) -> Vec
     merged
 }
 
+/// Candidates already known to be one object (the windows a refine ran
+/// in), merged as a search merges them; `None` when none found anything.
+pub fn merge_members(mut members: Vec<WindowCandidate>) -> Option<SceneCandidate> {
+    members.sort_by(|a, b| rank_order((a.object_score_logit, a.iou), (b.object_score_logit, b.iou)));
+    let group: Vec<&WindowCandidate> = members.iter().collect();
+    (!group.is_empty()).then(|| merge_group(&group))
+}
+
 /// Whether two candidates are one object: their windows overlap and their
 /// masks inside the overlap have an IoU of at least `merge_iou`.
 fn agree(a: &WindowCandidate, b: &WindowCandidate, merge_iou: f32) -> bool {
@@ -128,6 +141,7 @@ fn merge_group(group: &[&WindowCandidate]) -> SceneCandidate {
         object_score_logit: best.object_score_logit,
         iou: best.iou,
         piece,
+        logits: group.iter().map(|c| c.logits.clone()).collect(),
     }
 }
 
@@ -253,6 +267,7 @@ mod tests {
             object_score_logit: score,
             iou,
             piece: MaskPiece::from_window_mask(&mask, win).expect("the rectangle meets the window"),
+            logits: vec![index as f32],
         }
     }
 
@@ -268,6 +283,7 @@ mod tests {
         assert_eq!(merged.len(), 1);
         let m = &merged[0];
         assert_eq!(m.window_indices, vec![1, 0]);
+        assert_eq!(m.logits, vec![vec![1.0], vec![0.0]], "each window's logits follow it");
         assert_eq!((m.object_score_logit, m.iou), (3.0, 0.7));
         assert_eq!(m.piece.bbox(), [50.0, 20.0, 100.0, 40.0]);
         assert_eq!(m.piece.area(), 100 * 40);

@@ -4,13 +4,15 @@
 //! taken from a cache ([`WindowFeatures`]), the prompt decoded in every
 //! window, and what the windows found merged into objects of the scene and
 //! ranked ([`merge_candidates`]): the answer is where in the scene the
-//! prompt fits best, its mask at full scene resolution.
+//! prompt fits best, its mask at full scene resolution. Correction clicks
+//! on the answer run in the windows that found it ([`refine_object`]).
 
 mod error;
 mod features;
 mod grid;
 mod merge;
 mod piece;
+mod refine;
 mod report;
 mod search;
 mod source;
@@ -18,8 +20,9 @@ mod source;
 pub use error::WindowError;
 pub use features::{FnFeatures, ModelFeatures, WindowFeatures};
 pub use grid::{window_prompt, WindowGrid, WindowSpec, DEFAULT_MAX_WINDOWS, MIN_WINDOW_SIZE};
-pub use merge::{merge_candidates, rank_order, SceneCandidate, WindowCandidate, DEFAULT_MERGE_IOU};
+pub use merge::{merge_candidates, merge_members, rank_order, SceneCandidate, WindowCandidate, DEFAULT_MERGE_IOU};
 pub use piece::{intersection, MaskPiece};
+pub use refine::{refine_object, refined_prompts, ObjectWindow, RefinedObject};
 pub use report::{candidate_reports, CandidateReport};
 pub use search::{encode_windows, search, SearchOptions, SearchOutcome, SearchProgress, DEFAULT_BATCH, DEFAULT_TOP_K};
-pub use source::{crop, GeoTiffSource, ImageSource, WindowSource};
+pub use source::{crop, CachedScene, GeoTiffSource, ImageSource, WindowSource};

@@ -117,6 +117,7 @@ mod tests {
             object_score_logit: 1.5,
             iou: 0.8,
             piece,
+            logits: vec![Vec::new()],
         }
     }
 

@@ -267,7 +267,7 @@ fn decode_windows(
 }
 
 /// What a window's prediction found, if its mask is not empty.
-fn window_candidate(index: usize, window: Window, prediction: &Prediction) -> Option<WindowCandidate> {
+pub(super) fn window_candidate(index: usize, window: Window, prediction: &Prediction) -> Option<WindowCandidate> {
     let mask = prediction.mask(window.width, window.height);
     let piece = MaskPiece::from_window_mask(&mask, window)?;
     Some(WindowCandidate {
@@ -276,5 +276,6 @@ fn window_candidate(index: usize, window: Window, prediction: &Prediction) -> Op
         object_score_logit: prediction.object_score_logit,
         iou: prediction.iou,
         piece,
+        logits: prediction.returned_logits().into_owned(),
     })
 }

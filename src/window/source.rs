@@ -50,6 +50,35 @@ impl WindowSource for ImageSource<'_> {
     }
 }
 
+/// A scene whose pixels are not at hand, only its size and where it lies:
+/// every window must come from the feature cache (a scene pre-encoded
+/// earlier, searched again by its id). Reading a window is
+/// [`WindowError::NotCached`].
+#[derive(Debug, Clone)]
+pub struct CachedScene {
+    pub width: u32,
+    pub height: u32,
+    pub georef: Option<Georef>,
+}
+
+impl WindowSource for CachedScene {
+    fn width(&self) -> u32 {
+        self.width
+    }
+
+    fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn read(&mut self, window: Window) -> Result<Rgb8Image, WindowError> {
+        Err(WindowError::NotCached(window))
+    }
+
+    fn georef(&self) -> Option<&Georef> {
+        self.georef.as_ref()
+    }
+}
+
 /// A GeoTIFF read window by window with one stretch for the whole scene:
 /// the same window of the scene gives the same bytes as the same pixels of
 /// the whole raster read at once ([`crate::geo::read_rgb`]).

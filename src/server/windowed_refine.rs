@@ -1,0 +1,159 @@
+//! `POST /v1/refine` on a windowed search's answer. The answer is kept as
+//! the windows that found its object, each with the prompt decoded there
+//! and the logits it returned (not the scene: its pixels are not kept, its
+//! windows' features are in the feature cache). A refine runs the official
+//! correction-click protocol in each of those windows and stitches their
+//! new masks ([`crate::window::refine_object`]); the new answer is kept the
+//! same way, so clicks can follow clicks.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::api::{RefineRequest, SegmentResponse, Timings};
+use super::cache::Lookup;
+use super::errors::{ApiError, ErrorCode};
+use super::service::{quoted, Service};
+use super::windowed::{window_key, SceneAnswer, WindowReport};
+use crate::geo::Georef;
+use crate::predictor::EncodedImage;
+use crate::window::{candidate_reports, refine_object, refined_prompts, ObjectWindow};
+
+/// How a windowed answer's result id begins (its own result store).
+pub const WINDOWED_RESULT: &str = "window-";
+
+/// The grid a scene was searched in.
+#[derive(Clone, Copy, Debug)]
+pub struct GridShape {
+    pub size: u32,
+    pub overlap: u32,
+    pub windows: usize,
+}
+
+/// What a refine of a windowed answer needs.
+#[derive(Debug)]
+pub struct WindowedResult {
+    pub image_id: String,
+    /// The rendering's cache-key part (bands, stretch): with the image id
+    /// and a rectangle, a window's feature-cache key.
+    pub raster_key: String,
+    pub scene_width: u32,
+    pub scene_height: u32,
+    pub georef: Georef,
+    pub grid: GridShape,
+    /// The windows that found the object, best first; empty when the search
+    /// found nothing.
+    pub windows: Vec<ObjectWindow>,
+}
+
+impl Service {
+    /// `POST /v1/refine` for a `window-` result id.
+    pub(super) async fn refine_windowed(&self, req: RefineRequest) -> Result<SegmentResponse, ApiError> {
+        let start = Instant::now();
+        let stored = self.window_results.get(&req.result_id).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ResultNotFound,
+                format!(
+                    "windowed result_id {} is unknown or expired (results are kept {} s, at most {}): search the \
+                     scene again with window",
+                    quoted(&req.result_id),
+                    self.config.result_ttl.as_secs(),
+                    self.config.result_capacity
+                ),
+            )
+        })?;
+        if stored.windows.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPrompt,
+                "this windowed search found no object, so there is no window to refine in: search the scene \
+                 again with window and a click on the object",
+            ));
+        }
+        let new = req.new.into_pixels(req.geometry.coords, &stored.georef)?;
+        let prompts = refined_prompts(&stored.windows, &new.points, new.bbox)?;
+        if let Some(p) = prompts.iter().find(|p| p.points.len() > self.limits.max_points) {
+            return Err(ApiError::new(
+                ErrorCode::TooManyPoints,
+                format!(
+                    "the refined prompt would have {} points in a window, over the limit of {}",
+                    p.points.len(),
+                    self.limits.max_points
+                ),
+            ));
+        }
+        let features = self.window_features(&stored)?;
+        self.cache.count_hit();
+        let model = self.model.clone();
+        let results = self.window_results.clone();
+        let mut response = self
+            .blocking(move || -> Result<SegmentResponse, ApiError> {
+                let decode_start = Instant::now();
+                let refined = refine_object(&model, &stored.windows, &prompts, &features)?;
+                let decode = decode_start.elapsed();
+                let object = refined.object.as_ref();
+                let report = WindowReport {
+                    size: stored.grid.size,
+                    overlap: stored.grid.overlap,
+                    windows: stored.grid.windows,
+                    searched: refined.windows.len(),
+                    encoded: 0,
+                    candidates: candidate_reports(refined.object.as_slice(), Some(&stored.georef))?,
+                };
+                let text = stored.windows[0].prompt.text.clone();
+                let result_id = results.insert(WindowedResult {
+                    image_id: stored.image_id.clone(),
+                    raster_key: stored.raster_key.clone(),
+                    scene_width: stored.scene_width,
+                    scene_height: stored.scene_height,
+                    georef: stored.georef.clone(),
+                    grid: stored.grid,
+                    windows: refined.windows.clone(),
+                });
+                let answer = SceneAnswer {
+                    image_id: &stored.image_id,
+                    width: stored.scene_width,
+                    height: stored.scene_height,
+                    georef: &stored.georef,
+                    outputs: req.outputs,
+                    crs: req.geometry.crs,
+                    text: text.as_deref(),
+                };
+                let post_start = Instant::now();
+                let mut response = answer.respond(object, result_id, true, report)?;
+                response.timings_ms = Timings {
+                    decode: decode.as_secs_f64() * 1e3,
+                    postprocess: post_start.elapsed().as_secs_f64() * 1e3,
+                    ..Timings::default()
+                };
+                Ok(response)
+            })
+            .await??;
+        response.timings_ms.total = start.elapsed().as_secs_f64() * 1e3;
+        Ok(response)
+    }
+
+    /// Each window's features from the cache, or 404 naming the window.
+    fn window_features(&self, stored: &WindowedResult) -> Result<Vec<Arc<EncodedImage>>, ApiError> {
+        stored
+            .windows
+            .iter()
+            .map(|w| {
+                let key = window_key(&stored.image_id, &stored.raster_key, w.window);
+                match self.cache.lookup(&key) {
+                    Lookup::Hit(image) => Ok(Arc::new((*image.encoded).clone())),
+                    _ => Err(ApiError::new(
+                        ErrorCode::ImageNotCached,
+                        format!(
+                            "window {},{} {}x{} of image {} is no longer in the feature cache: send the scene \
+                             again with the same window (POST /v1/images with window re-encodes it), then retry",
+                            w.window.x,
+                            w.window.y,
+                            w.window.width,
+                            w.window.height,
+                            quoted(&stored.image_id)
+                        ),
+                    )),
+                }
+            })
+            .collect()
+    }
+}
