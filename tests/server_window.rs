@@ -718,3 +718,40 @@ async fn refining_a_search_that_found_nothing_is_refused() {
     let message = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("found no object"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_past_its_deadline_stops_encoding_and_keeps_what_it_encoded() {
+    // 7 x 7 windows of 256 px: seconds of encoding, far past the deadline.
+    let side = 1024u32;
+    let scene = Rgb8Image {
+        width: side,
+        height: side,
+        data: (0..side * side * 3)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect(),
+    };
+    let png = png_bytes(&scene);
+    let s = start_model(demo_dir(), |c| {
+        c.request_timeout = std::time::Duration::from_millis(300)
+    })
+    .await;
+    let r = s
+        .post(
+            "/v1/segment",
+            json!({"image": b64(&png), "text": "the ship", "window": {"size": SIDE, "overlap": SIDE / 2}}),
+        )
+        .await;
+    assert_eq!((r.status, r.code().as_str()), (504, "timeout"));
+    // The search goes on only until its next batch, then stops.
+    let mut last = -1.0;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = metric(&s.metrics().await, "rsam_windows_encoded_total", &[]);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!((0.0..49.0).contains(&last), "{last} of 49 windows encoded");
+    assert_eq!(metric(&s.metrics().await, "rsam_window_searches_total", &[]), 0.0);
+}

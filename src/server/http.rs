@@ -532,7 +532,9 @@ async fn images(
     let answer = match window {
         Some(w) => {
             let options = super::windowed::parse_window(&w, &RawSegment::default(), Default::default())?;
-            service.warm_windowed(bytes, claimed_id, raster, options).await?
+            service
+                .warm_windowed(bytes, claimed_id, raster, options, deadline.0)
+                .await?
         }
         None => service.warm(bytes, claimed_id, raster, deadline.0).await?,
     };

@@ -217,7 +217,7 @@ impl Service {
     /// `POST /v1/segment`.
     pub async fn segment(&self, req: SegmentRequest, deadline: Instant) -> Result<SegmentResponse, ApiError> {
         if let Some(options) = req.window {
-            return self.segment_windowed(req, options).await;
+            return self.segment_windowed(req, options, deadline).await;
         }
         let start = Instant::now();
         let mut t = Timings::default();

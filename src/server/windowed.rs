@@ -140,6 +140,7 @@ impl From<WindowError> for ApiError {
                      itself with window"
                 ),
             ),
+            WindowError::Stopped(_) => ApiError::new(ErrorCode::Timeout, e.to_string()),
             WindowError::FeatureCount { .. } => ApiError::internal(e.to_string()),
             WindowError::Model(e) => e.into(),
             WindowError::Geo(e) => e.into(),
@@ -154,6 +155,7 @@ impl Service {
         &self,
         req: SegmentRequest,
         options: SearchOptions,
+        deadline: Instant,
     ) -> Result<SegmentResponse, ApiError> {
         let start = Instant::now();
         let prompt = req
@@ -183,6 +185,7 @@ impl Service {
             raster: req.raster,
             max_pixels: self.config.max_pixels,
             options,
+            deadline,
             prompt: Some(prompt),
             coords: req.geometry.coords,
             crs: req.geometry.crs,
@@ -201,6 +204,7 @@ impl Service {
         claimed_id: Option<String>,
         raster: RasterOptions,
         options: SearchOptions,
+        deadline: Instant,
     ) -> Result<ImageResponse, ApiError> {
         let hashed = bytes.clone();
         let image_id = self.blocking(move || image_id_of(&hashed)).await?;
@@ -215,6 +219,7 @@ impl Service {
             raster,
             max_pixels: self.config.max_pixels,
             options,
+            deadline,
             prompt: None,
             coords: Coords::Pixel,
             crs: OutputCrs::Raster,
@@ -263,6 +268,8 @@ struct SceneSearch {
     raster: RasterOptions,
     max_pixels: u64,
     options: SearchOptions,
+    /// Past it no more windows are encoded: the client has had its 504.
+    deadline: Instant,
     /// `None` for a pre-encode (`POST /v1/images` with `window`).
     prompt: Option<SentPrompt>,
     coords: Coords,
@@ -415,6 +422,14 @@ impl SceneSearch {
         georef: &Georef,
         encode_time: &Cell<Duration>,
     ) -> Result<Vec<Arc<EncodedImage>>, WindowError> {
+        if Instant::now() >= self.deadline {
+            // The windows encoded so far stay cached for the next request.
+            return Err(WindowError::Stopped(
+                "the request's deadline passed before every window was encoded; the windows encoded so far stay \
+                 cached, so sending the request again resumes the search"
+                    .into(),
+            ));
+        }
         let start = Instant::now();
         let encoded = self.model.encode_batch(&images)?;
         let elapsed = start.elapsed();

@@ -43,6 +43,12 @@ pub enum WindowError {
     #[error("window {},{} {}x{} is not in the feature cache and the scene's pixels are not at hand", .0.x, .0.y, .0.width, .0.height)]
     NotCached(crate::geo::Window),
 
+    /// The caller's feature source stopped the search (a server past its
+    /// request deadline); the windows encoded before stay wherever the
+    /// source keeps them.
+    #[error("the search was stopped: {0}")]
+    Stopped(String),
+
     /// A [`super::WindowFeatures`] that gave back another number of
     /// windows than it was asked to encode.
     #[error("the feature source encoded {got} windows but was asked for {asked}")]
