@@ -755,3 +755,36 @@ async fn a_search_past_its_deadline_stops_encoding_and_keeps_what_it_encoded() {
     assert!((0.0..49.0).contains(&last), "{last} of 49 windows encoded");
     assert_eq!(metric(&s.metrics().await, "rsam_window_searches_total", &[]), 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_searches_of_one_new_scene_encode_each_window_once() {
+    // 7 x 7 windows: a second of encoding or more, so the two searches
+    // overlap; the one that finds a window missing encodes it, the other
+    // waits for it.
+    let side = 1024u32;
+    let scene = Rgb8Image {
+        width: side,
+        height: side,
+        data: (0..side * side * 3)
+            .map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8)
+            .collect(),
+    };
+    let png = png_bytes(&scene);
+    let s = start_model(demo_dir(), |_| {}).await;
+    let window = json!({"size": SIDE, "overlap": SIDE / 2});
+    let request = |text: &str| {
+        s.post(
+            "/v1/segment",
+            json!({"image": b64(&png), "text": text, "window": window}),
+        )
+    };
+    let (a, b) = tokio::join!(request("the ship"), request("the storage tank"));
+    let (a, b) = (a.ok(), b.ok());
+    assert_eq!(
+        (a["window"]["windows"].as_u64(), b["window"]["windows"].as_u64()),
+        (Some(49), Some(49))
+    );
+    let encoded = a["window"]["encoded"].as_u64().unwrap() + b["window"]["encoded"].as_u64().unwrap();
+    assert_eq!(encoded, 49, "each window encoded by one of the two searches");
+    assert_eq!(metric(&s.metrics().await, "rsam_windows_encoded_total", &[]), 49.0);
+}

@@ -30,6 +30,7 @@ pub mod page;
 pub mod results;
 pub mod scenes;
 pub mod service;
+pub mod window_flight;
 pub mod windowed;
 pub mod windowed_refine;
 

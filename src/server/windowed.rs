@@ -24,7 +24,7 @@ use super::api::{
     ImageResponse, ImageSource, Outputs, RawSegment, SegmentRequest, SegmentResponse, SegmentResult, Timings,
     WindowJson,
 };
-use super::cache::{FeatureCache, Lookup};
+use super::cache::FeatureCache;
 use super::cached_image::CachedImage;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
@@ -32,6 +32,7 @@ use super::on_worker::OnWorker;
 use super::results::ResultStore;
 use super::scenes::{SceneInfo, SceneRegistry};
 use super::service::{check_claimed_id, image_format, image_id_of, Service};
+use super::window_flight::WindowFlight;
 use super::windowed_refine::{GridShape, WindowedResult};
 use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs, Window};
 use crate::image_input::{self, Coords, RasterOptions, SentPrompt};
@@ -336,10 +337,11 @@ impl SceneSearch {
         self.with_scene(bytes, |source, georef| {
             let (width, height) = (source.width(), source.height());
             let encode_time = Cell::new(Duration::ZERO);
+            let flight = WindowFlight::new(&self.cache);
             let mut features = FnFeatures {
-                get: |_: usize, w: Window| self.cached(w),
+                get: |_: usize, w: Window| self.cached(w, &georef, &flight),
                 encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| {
-                    self.encode(windows, images, &georef, &encode_time)
+                    self.encode(windows, images, &georef, &encode_time, &flight)
                 },
             };
             let (grid, encoded) = encode_windows(&self.model, source, &self.options, &mut features, &mut |_| {})?;
@@ -384,10 +386,11 @@ impl SceneSearch {
             .into_pixels(self.coords, &georef)?;
         let search_start = Instant::now();
         let encode_time = Cell::new(Duration::ZERO);
+        let flight = WindowFlight::new(&self.cache);
         let mut features = FnFeatures {
-            get: |_: usize, w: Window| self.cached(w),
+            get: |_: usize, w: Window| self.cached(w, &georef, &flight),
             encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| {
-                self.encode(windows, images, &georef, &encode_time)
+                self.encode(windows, images, &georef, &encode_time, &flight)
             },
         };
         let outcome = search(&self.model, source, &prompt, &self.options, &mut features, &mut |_| {})?;
@@ -406,11 +409,12 @@ impl SceneSearch {
         window_key(&self.image_id, &self.raster.key(), w)
     }
 
-    fn cached(&self, w: Window) -> Option<Arc<EncodedImage>> {
-        match self.cache.lookup(&self.window_key(w)) {
-            Lookup::Hit(image) => Some(Arc::new((*image.encoded).clone())),
-            _ => None,
-        }
+    /// A window's features from the cache (or from another search encoding
+    /// them); `None` when this search is to encode them.
+    fn cached(&self, w: Window, georef: &Georef, flight: &WindowFlight) -> Option<Arc<EncodedImage>> {
+        let key = self.window_key(w);
+        let image = flight.get(&key, w.width, w.height, &georef.window(w.x, w.y))?;
+        Some(Arc::new((*image.encoded).clone()))
     }
 
     /// Windowed searches run beside the engine workers on the blocking pool:
@@ -421,6 +425,7 @@ impl SceneSearch {
         images: Vec<ModelImage>,
         georef: &Georef,
         encode_time: &Cell<Duration>,
+        flight: &WindowFlight,
     ) -> Result<Vec<Arc<EncodedImage>>, WindowError> {
         if Instant::now() >= self.deadline {
             // The windows encoded so far stay cached for the next request.
@@ -441,7 +446,7 @@ impl SceneSearch {
             .zip(encoded)
             .map(|(&(_, w), features)| {
                 let key = self.window_key(w);
-                self.cache.put(
+                flight.finish(
                     &key,
                     Arc::new(CachedImage {
                         image_id: self.image_id.clone(),
