@@ -17,11 +17,11 @@ use rsam::loaded_model::LoadedModel;
 use rsam::preprocess::Rgb8Image;
 use rsam::risors::Dataset;
 use rsam::window::{
-    crop, refine_object, refined_prompts, search, ImageSource, ModelFeatures, SearchOptions, WindowSpec,
+    crop, refine_object, refined_prompts, search, ImageSource, ModelFeatures, SearchOptions, SearchOutcome, WindowSpec,
 };
 use rsam::{LoadOptions, Prompt};
 use serde_json::{json, Value};
-use server_support::{metric, start_model, B64};
+use server_support::{metric, start_model, Server, B64};
 
 const SIDE: u32 = 256;
 
@@ -74,6 +74,49 @@ fn png_bytes(image: &Rgb8Image) -> Vec<u8> {
     out.into_inner()
 }
 
+/// A `side` x `side` scene of hashed noise (49 windows of 256 px at half
+/// overlap: seconds of encoding).
+fn noise(side: u32, seed: u32) -> Rgb8Image {
+    Rgb8Image {
+        width: side,
+        height: side,
+        data: (0..side * side * 3)
+            .map(|i| (i.wrapping_mul(seed) >> 24) as u8)
+            .collect(),
+    }
+}
+
+/// The library's search of `scene` in the windows the HTTP tests use.
+fn library_search(model: &LoadedModel, scene: &Rgb8Image, prompt: &Prompt) -> SearchOutcome {
+    let options = SearchOptions {
+        spec: WindowSpec {
+            size: Some(SIDE),
+            overlap: Some(SIDE / 2),
+        },
+        ..SearchOptions::default()
+    };
+    let mut features = ModelFeatures::uncached(model);
+    search(
+        model,
+        &mut ImageSource::new(scene),
+        prompt,
+        &options,
+        &mut features,
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// `POST /v1/segment` of a scene with a sentence and a window, answered 200.
+async fn search_scene(s: &Server, png: &[u8], text: &str, window: &Value) -> Value {
+    s.post(
+        "/v1/segment",
+        json!({"image": b64(png), "text": text, "window": window}),
+    )
+    .await
+    .ok()
+}
+
 fn b64(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
@@ -85,33 +128,12 @@ async fn a_windowed_answer_is_the_library_search_and_a_second_request_encodes_no
     let png = png_bytes(&scene);
 
     let model = LoadedModel::load(&demo_dir(), &LoadOptions::default()).unwrap();
-    let options = SearchOptions {
-        spec: WindowSpec {
-            size: Some(SIDE),
-            overlap: Some(SIDE / 2),
-        },
-        ..SearchOptions::default()
-    };
-    let outcome = search(
-        &model,
-        &mut ImageSource::new(&scene),
-        &Prompt::text(&sentence),
-        &options,
-        &mut ModelFeatures::uncached(&model),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = library_search(&model, &scene, &Prompt::text(&sentence));
     drop(model);
 
     let s = start_model(demo_dir(), |_| {}).await;
     let window = json!({"size": SIDE, "overlap": SIDE / 2});
-    let body = s
-        .post(
-            "/v1/segment",
-            json!({"image": b64(&png), "text": sentence, "window": window}),
-        )
-        .await
-        .ok();
+    let body = search_scene(&s, &png, &sentence, &window).await;
     let w = &body["window"];
     assert_eq!((w["size"].as_u64(), w["overlap"].as_u64()), (Some(256), Some(128)));
     assert_eq!((w["windows"].as_u64(), w["searched"].as_u64()), (Some(3), Some(3)));
@@ -387,13 +409,7 @@ async fn images_with_window_pre_encodes_a_scene_for_later_searches() {
     assert_eq!(again["cached"], json!(true));
 
     // The sentence is then decode-only.
-    let body = s
-        .post(
-            "/v1/segment",
-            json!({"image": b64(&png), "text": sentence, "window": window}),
-        )
-        .await
-        .ok();
+    let body = search_scene(&s, &png, &sentence, &window).await;
     assert_eq!(body["window"]["encoded"].as_u64(), Some(0));
     assert_eq!(body["cached"], json!(true));
     let m = s.metrics().await;
@@ -544,13 +560,7 @@ async fn refining_a_windowed_answer_runs_in_its_windows() {
     let png = png_bytes(&scene);
     let window = json!({"size": SIDE, "overlap": SIDE / 2});
     let s = start_model(demo_dir(), |_| {}).await;
-    let body = s
-        .post(
-            "/v1/segment",
-            json!({"image": b64(&png), "text": sentence, "window": window}),
-        )
-        .await
-        .ok();
+    let body = search_scene(&s, &png, &sentence, &window).await;
     let best = &body["window"]["candidates"][0];
     let xs: Vec<u64> = best["windows"]
         .as_array()
@@ -567,23 +577,8 @@ async fn refining_a_windowed_answer_runs_in_its_windows() {
 
     // The library, on the same scene: search, then refine in the windows.
     let model = LoadedModel::load(&demo_dir(), &LoadOptions::default()).unwrap();
-    let options = SearchOptions {
-        spec: WindowSpec {
-            size: Some(SIDE),
-            overlap: Some(SIDE / 2),
-        },
-        ..SearchOptions::default()
-    };
     let prompt = Prompt::text(&sentence);
-    let outcome = search(
-        &model,
-        &mut ImageSource::new(&scene),
-        &prompt,
-        &options,
-        &mut ModelFeatures::uncached(&model),
-        &mut |_| {},
-    )
-    .unwrap();
+    let outcome = library_search(&model, &scene, &prompt);
     let windows = outcome.best().unwrap().object_windows(&prompt);
     let features: Vec<_> = windows
         .iter()
@@ -722,15 +717,7 @@ async fn refining_a_search_that_found_nothing_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_past_its_deadline_stops_encoding_and_keeps_what_it_encoded() {
     // 7 x 7 windows of 256 px: seconds of encoding, far past the deadline.
-    let side = 1024u32;
-    let scene = Rgb8Image {
-        width: side,
-        height: side,
-        data: (0..side * side * 3)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-            .collect(),
-    };
-    let png = png_bytes(&scene);
+    let png = png_bytes(&noise(1024, 2_654_435_761));
     let s = start_model(demo_dir(), |c| {
         c.request_timeout = std::time::Duration::from_millis(300)
     })
@@ -761,15 +748,7 @@ async fn concurrent_searches_of_one_new_scene_encode_each_window_once() {
     // 7 x 7 windows: a second of encoding or more, so the two searches
     // overlap; the one that finds a window missing encodes it, the other
     // waits for it.
-    let side = 1024u32;
-    let scene = Rgb8Image {
-        width: side,
-        height: side,
-        data: (0..side * side * 3)
-            .map(|i| (i.wrapping_mul(2_246_822_519) >> 24) as u8)
-            .collect(),
-    };
-    let png = png_bytes(&scene);
+    let png = png_bytes(&noise(1024, 2_246_822_519));
     let s = start_model(demo_dir(), |_| {}).await;
     let window = json!({"size": SIDE, "overlap": SIDE / 2});
     let request = |text: &str| {

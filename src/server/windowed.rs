@@ -43,8 +43,8 @@ use crate::predictor::Prompt;
 use crate::predictor::{EncodedImage, ModelImage};
 use crate::window::{
     candidate_reports, encode_windows, search, CachedScene, CandidateReport, FnFeatures, GeoTiffSource,
-    ImageSource as SceneImage, SceneCandidate, SearchOptions, SearchOutcome, WindowError, WindowSource, WindowSpec,
-    DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K, MIN_WINDOW_SIZE,
+    ImageSource as SceneImage, SceneCandidate, SearchOptions, SearchOutcome, WindowError, WindowFeatures, WindowSource,
+    WindowSpec, DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K, MIN_WINDOW_SIZE,
 };
 
 /// Most candidates a request may ask for.
@@ -165,32 +165,18 @@ impl Service {
             .next()
             .ok_or_else(|| ApiError::internal("a windowed search without a prompt"))?;
         let (image_id, scene) = match req.image {
-            ImageSource::Bytes { bytes, claimed_id } => {
-                let hashed = bytes.clone();
-                let image_id = self.blocking(move || image_id_of(&hashed)).await?;
-                check_claimed_id(claimed_id.as_deref(), &image_id)?;
-                (image_id, Scene::Bytes(bytes))
-            }
+            ImageSource::Bytes { bytes, claimed_id } => (self.scene_id(&bytes, claimed_id).await?, Scene::Bytes(bytes)),
             ImageSource::Id(id) => {
                 let info = self.scene_by_id(&id, &req.raster)?;
                 (id, Scene::Cached(info))
             }
         };
         let job = SceneSearch {
-            model: self.model.clone(),
-            cache: self.cache.clone(),
-            results: self.window_results.clone(),
-            scenes: self.scenes.clone(),
-            metrics: self.metrics.clone(),
-            image_id,
-            raster: req.raster,
-            max_pixels: self.config.max_pixels,
-            options,
-            deadline,
             prompt: Some(prompt),
             coords: req.geometry.coords,
             crs: req.geometry.crs,
             outputs: req.outputs,
+            ..self.scene_job(image_id, req.raster, options, deadline)
         };
         let mut response = self.blocking(move || job.run(scene)).await??;
         response.timings_ms.total = ms(start.elapsed());
@@ -207,10 +193,29 @@ impl Service {
         options: SearchOptions,
         deadline: Instant,
     ) -> Result<ImageResponse, ApiError> {
+        let image_id = self.scene_id(&bytes, claimed_id).await?;
+        let job = self.scene_job(image_id, raster, options, deadline);
+        self.blocking(move || job.pre_encode(&bytes)).await?
+    }
+
+    /// The uploaded scene's id, checked against the one the client claims.
+    async fn scene_id(&self, bytes: &Bytes, claimed_id: Option<String>) -> Result<String, ApiError> {
         let hashed = bytes.clone();
         let image_id = self.blocking(move || image_id_of(&hashed)).await?;
         check_claimed_id(claimed_id.as_deref(), &image_id)?;
-        let job = SceneSearch {
+        Ok(image_id)
+    }
+
+    /// A job over the scene with no prompt (a pre-encode) and pixel
+    /// coordinates, the default outputs, the raster's CRS.
+    fn scene_job(
+        &self,
+        image_id: String,
+        raster: RasterOptions,
+        options: SearchOptions,
+        deadline: Instant,
+    ) -> SceneSearch {
+        SceneSearch {
             model: self.model.clone(),
             cache: self.cache.clone(),
             results: self.window_results.clone(),
@@ -225,8 +230,7 @@ impl Service {
             coords: Coords::Pixel,
             crs: OutputCrs::Raster,
             outputs: Outputs::default(),
-        };
-        self.blocking(move || job.pre_encode(&bytes)).await?
+        }
     }
 
     /// A scene named by `image_id` whose windows were encoded with this
@@ -336,17 +340,12 @@ impl SceneSearch {
         let start = Instant::now();
         self.with_scene(bytes, |source, georef| {
             let (width, height) = (source.width(), source.height());
-            let encode_time = Cell::new(Duration::ZERO);
-            let flight = WindowFlight::new(&self.cache);
-            let mut features = FnFeatures {
-                get: |_: usize, w: Window| self.cached(w, &georef, &flight),
-                encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| {
-                    self.encode(windows, images, &georef, &encode_time, &flight)
-                },
-            };
-            let (grid, encoded) = encode_windows(&self.model, source, &self.options, &mut features, &mut |_| {})?;
+            let (encoding, encode_time) = self.with_features(&georef, |features| {
+                encode_windows(&self.model, source, &self.options, features, &mut |_| {})
+            });
+            let (grid, encoded) = encoding?;
             let timings_ms = Timings {
-                encode: ms(encode_time.get()),
+                encode: ms(encode_time),
                 total: ms(start.elapsed()),
                 ..Timings::default()
             };
@@ -385,17 +384,12 @@ impl SceneSearch {
             .ok_or_else(|| ApiError::internal("a windowed search without a prompt"))?
             .into_pixels(self.coords, &georef)?;
         let search_start = Instant::now();
-        let encode_time = Cell::new(Duration::ZERO);
-        let flight = WindowFlight::new(&self.cache);
-        let mut features = FnFeatures {
-            get: |_: usize, w: Window| self.cached(w, &georef, &flight),
-            encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| {
-                self.encode(windows, images, &georef, &encode_time, &flight)
-            },
-        };
-        let outcome = search(&self.model, source, &prompt, &self.options, &mut features, &mut |_| {})?;
-        t.encode = ms(encode_time.get());
-        t.decode = ms(search_start.elapsed().saturating_sub(encode_time.get()));
+        let (outcome, encode_time) = self.with_features(&georef, |features| {
+            search(&self.model, source, &prompt, &self.options, features, &mut |_| {})
+        });
+        let outcome = outcome?;
+        t.encode = ms(encode_time);
+        t.decode = ms(search_start.elapsed().saturating_sub(encode_time));
         self.metrics.window_searches.inc();
         self.metrics.windows_per_search.observe(outcome.searched.len() as f64);
         let post_start = Instant::now();
@@ -403,6 +397,21 @@ impl SceneSearch {
         t.postprocess = ms(post_start.elapsed());
         response.timings_ms = t;
         Ok(response)
+    }
+
+    /// Runs `f` over the server's feature cache as the window features
+    /// (one flight per window); gives its result and the encoder's time.
+    fn with_features<T>(&self, georef: &Georef, f: impl FnOnce(&mut dyn WindowFeatures) -> T) -> (T, Duration) {
+        let encode_time = Cell::new(Duration::ZERO);
+        let flight = WindowFlight::new(&self.cache);
+        let mut features = FnFeatures {
+            get: |_: usize, w: Window| self.cached(w, georef, &flight),
+            encode: |windows: &[(usize, Window)], images: Vec<ModelImage>| {
+                self.encode(windows, images, georef, &encode_time, &flight)
+            },
+        };
+        let out = f(&mut features);
+        (out, encode_time.get())
     }
 
     fn window_key(&self, w: Window) -> String {
