@@ -645,6 +645,16 @@ async fn refining_a_windowed_answer_runs_in_its_windows() {
         message.contains("outside the windows that found this object"),
         "{message}"
     );
+    for extra in [json!({"multimask": true}), json!({"outputs": ["logits"]})] {
+        let mut body = json!({"result_id": next, "points": [[click[0], click[1], 1]]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let r = s.post("/v1/refine", body).await;
+        assert_eq!((r.status, r.code().as_str()), (422, "invalid_request"), "{extra}");
+        assert!(r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("windowed result"));
+    }
     let unknown = s
         .post("/v1/refine", json!({"result_id": "window-0123", "points": [[5, 5, 1]]}))
         .await;

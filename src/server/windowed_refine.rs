@@ -61,6 +61,12 @@ impl Service {
                 ),
             )
         })?;
+        if req.geometry.multimask || req.outputs.logits {
+            return Err(ApiError::invalid_request(
+                "multimask and the logits output cannot be used on a windowed result: its mask is stitched from \
+                 windows, each with its own logits",
+            ));
+        }
         if stored.windows.is_empty() {
             return Err(ApiError::new(
                 ErrorCode::InvalidPrompt,
