@@ -72,6 +72,41 @@ impl WindowFeatures for Timed<'_> {
     }
 }
 
+/// One correction click on the second sentence's best object (a positive
+/// click on its first pixel), run in the windows that found it, their
+/// features cached: what `/v1/refine` costs on a windowed answer.
+fn time_refine(
+    model: &rsam::loaded_model::LoadedModel,
+    outcome: &rsam::window::SearchOutcome,
+    sentence: &str,
+    features: &mut Timed,
+) -> anyhow::Result<serde_json::Value> {
+    let Some(best) = outcome.best() else {
+        return Ok(serde_json::Value::Null);
+    };
+    let windows = best.object_windows(&Prompt::text(sentence));
+    let p = &best.piece;
+    let first = p.data.iter().position(|&v| v == 1).unwrap_or(0) as u32;
+    let click = rsam::Point {
+        x: (p.x + first % p.width.max(1)) as f32 + 0.5,
+        y: (p.y + first / p.width.max(1)) as f32 + 0.5,
+        label: 1,
+    };
+    let held: Vec<Arc<EncodedImage>> = windows
+        .iter()
+        .filter_map(|w| features.cached(w.index, w.window))
+        .collect();
+    let prompts = rsam::window::refined_prompts(&windows, &[click], None)?;
+    let start = Instant::now();
+    let refined = rsam::window::refine_object(model, &windows, &prompts, &held)?;
+    Ok(json!({
+        "ms": start.elapsed().as_secs_f64() * 1e3,
+        "windows": windows.len(),
+        "area_before": p.area(),
+        "area_after": refined.object.map_or(0, |c| c.piece.area()),
+    }))
+}
+
 fn main() -> anyhow::Result<()> {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets an integer option before any other thread runs.
@@ -101,6 +136,7 @@ fn main() -> anyhow::Result<()> {
         "the storage tank left of the long bridge",
     ];
     let mut runs = Vec::new();
+    let mut last = None;
     for sentence in sentences {
         let start = Instant::now();
         let outcome = search(
@@ -121,7 +157,12 @@ fn main() -> anyhow::Result<()> {
             "candidates": reports.len(),
             "best_area": mask.area(),
         }));
+        last = Some((outcome, sentence));
     }
+    let refine = match last {
+        Some((outcome, sentence)) => time_refine(&model, &outcome, sentence, &mut features)?,
+        None => serde_json::Value::Null,
+    };
     let windows = options.plan(&model, scene.width, scene.height)?.len();
     let line = json!({
         "model": name,
@@ -133,6 +174,7 @@ fn main() -> anyhow::Result<()> {
         "first_sentence_s": runs[0]["seconds"],
         "second_sentence_s": runs[1]["seconds"],
         "runs": runs,
+        "refine_click": refine,
         "features_kept_mib": features.inner.kept_bytes() as f64 / (1 << 20) as f64,
         "rss_after_load_mib": rss_after_load.map(|b| b as f64 / (1 << 20) as f64),
         "rss_end_mib": rsam::bench::resident_bytes().map(|b| b as f64 / (1 << 20) as f64),
