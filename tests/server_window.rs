@@ -372,6 +372,14 @@ async fn refusals_name_why() {
         )
         .await;
     assert_eq!(r.status, 400, "an unknown window field is malformed JSON");
+    // null is not "absent": a form's window part with a null is refused too.
+    let form = Form::new()
+        .part("image", Part::bytes(png.clone()).file_name("wide.png"))
+        .text("text", "a")
+        .text("window", r#"{"overlap": null}"#);
+    let r = s.post_form("/v1/segment", form).await;
+    assert_eq!((r.status, r.code().as_str()), (400, "malformed_json"));
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("null"));
     assert_eq!(metric(&s.metrics().await, "rsam_window_searches_total", &[]), 0.0);
 }
 

@@ -59,11 +59,15 @@ pub struct Limits {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryJson {
+    #[serde(default, deserialize_with = "present")]
     pub text: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub points: Option<Vec<Vec<f64>>>,
     #[serde(rename = "box")]
+    #[serde(default, deserialize_with = "present")]
     pub bbox: Option<Vec<f64>>,
     /// Base64 of a float32 `.npy`.
+    #[serde(default, deserialize_with = "present")]
     pub mask_input: Option<String>,
 }
 
@@ -71,23 +75,37 @@ pub struct QueryJson {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentJson {
+    #[serde(default, deserialize_with = "present")]
     pub image: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub image_id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub text: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub points: Option<Vec<Vec<f64>>>,
     #[serde(rename = "box")]
+    #[serde(default, deserialize_with = "present")]
     pub bbox: Option<Vec<f64>>,
+    #[serde(default, deserialize_with = "present")]
     pub mask_input: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub queries: Option<Vec<QueryJson>>,
+    #[serde(default, deserialize_with = "present")]
     pub outputs: Option<Vec<String>>,
     /// Numbers, checked to be band numbers in [`parse_raster`] (JSON has
     /// no integer type: `3.0` is band 3).
+    #[serde(default, deserialize_with = "present")]
     pub bands: Option<Vec<f64>>,
+    #[serde(default, deserialize_with = "present")]
     pub stretch: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub coords: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub crs: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub multimask: Option<bool>,
     /// Turns on the windowed search (see [`super::windowed`]).
+    #[serde(default, deserialize_with = "present")]
     pub window: Option<WindowJson>,
 }
 
@@ -97,9 +115,13 @@ pub struct SegmentJson {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowJson {
+    #[serde(default, deserialize_with = "present")]
     pub size: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub overlap: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub top_k: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     pub max_windows: Option<f64>,
 }
 
@@ -108,12 +130,18 @@ pub struct WindowJson {
 #[serde(deny_unknown_fields)]
 pub struct RefineJson {
     pub result_id: String,
+    #[serde(default, deserialize_with = "present")]
     pub points: Option<Vec<Vec<f64>>>,
     #[serde(rename = "box")]
+    #[serde(default, deserialize_with = "present")]
     pub bbox: Option<Vec<f64>>,
+    #[serde(default, deserialize_with = "present")]
     pub outputs: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     pub coords: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub crs: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     pub multimask: Option<bool>,
 }
 
@@ -122,9 +150,12 @@ pub struct RefineJson {
 #[serde(deny_unknown_fields)]
 pub struct ImageJson {
     pub image: String,
+    #[serde(default, deserialize_with = "present")]
     pub bands: Option<Vec<f64>>,
+    #[serde(default, deserialize_with = "present")]
     pub stretch: Option<String>,
     /// Pre-encode the scene's windows for later windowed searches.
+    #[serde(default, deserialize_with = "present")]
     pub window: Option<WindowJson>,
 }
 
@@ -149,6 +180,23 @@ pub struct RawSegment {
 }
 
 /// Parses a JSON body, telling syntax from shape errors in the message.
+/// `deserialize_with` for the optional fields of a request: absent is
+/// `None`, and an explicit `null` is refused instead of being read as
+/// absent: the API description gives every field a type, and null is a
+/// value of none of them.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "null is not a value of any field: leave the field out",
+        )),
+    }
+}
+
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("invalid JSON body: {e}")))
 }
@@ -678,6 +726,26 @@ mod tests {
 
     fn code(json: &str) -> ErrorCode {
         SegmentRequest::from_raw(raw(json), &limits()).unwrap_err().code
+    }
+
+    #[test]
+    fn an_explicit_null_is_refused_not_read_as_absent() {
+        for body in [
+            r#"{"image_id": "x", "text": null}"#,
+            r#"{"image_id": "x", "text": "a", "window": {"overlap": null}}"#,
+            r#"{"image_id": "x", "queries": [{"text": "a", "box": null}]}"#,
+        ] {
+            let e = parse_json::<SegmentJson>(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, ErrorCode::MalformedJson, "{body}");
+            assert!(e.message.contains("null is not a value"), "{}", e.message);
+        }
+        let e = parse_json::<RefineJson>(br#"{"result_id": "r", "multimask": null}"#).unwrap_err();
+        assert!(e.message.contains("null is not a value"), "{}", e.message);
+        let e = parse_json::<ImageJson>(br#"{"image": "", "bands": null}"#).unwrap_err();
+        assert!(e.message.contains("null is not a value"), "{}", e.message);
+        // Absent is still absent.
+        let json = parse_json::<SegmentJson>(br#"{"image_id": "x", "window": {}}"#).unwrap();
+        assert!(json.text.is_none() && json.window.is_some_and(|w| w.overlap.is_none()));
     }
 
     #[test]
