@@ -59,15 +59,11 @@ pub struct Limits {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueryJson {
-    #[serde(default, deserialize_with = "present")]
     pub text: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub points: Option<Vec<Vec<f64>>>,
     #[serde(rename = "box")]
-    #[serde(default, deserialize_with = "present")]
     pub bbox: Option<Vec<f64>>,
     /// Base64 of a float32 `.npy`.
-    #[serde(default, deserialize_with = "present")]
     pub mask_input: Option<String>,
 }
 
@@ -75,37 +71,23 @@ pub struct QueryJson {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentJson {
-    #[serde(default, deserialize_with = "present")]
     pub image: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub image_id: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub text: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub points: Option<Vec<Vec<f64>>>,
     #[serde(rename = "box")]
-    #[serde(default, deserialize_with = "present")]
     pub bbox: Option<Vec<f64>>,
-    #[serde(default, deserialize_with = "present")]
     pub mask_input: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub queries: Option<Vec<QueryJson>>,
-    #[serde(default, deserialize_with = "present")]
     pub outputs: Option<Vec<String>>,
     /// Numbers, checked to be band numbers in [`parse_raster`] (JSON has
     /// no integer type: `3.0` is band 3).
-    #[serde(default, deserialize_with = "present")]
     pub bands: Option<Vec<f64>>,
-    #[serde(default, deserialize_with = "present")]
     pub stretch: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub coords: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub crs: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub multimask: Option<bool>,
     /// Turns on the windowed search (see [`super::windowed`]).
-    #[serde(default, deserialize_with = "present")]
     pub window: Option<WindowJson>,
 }
 
@@ -115,13 +97,9 @@ pub struct SegmentJson {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowJson {
-    #[serde(default, deserialize_with = "present")]
     pub size: Option<f64>,
-    #[serde(default, deserialize_with = "present")]
     pub overlap: Option<f64>,
-    #[serde(default, deserialize_with = "present")]
     pub top_k: Option<f64>,
-    #[serde(default, deserialize_with = "present")]
     pub max_windows: Option<f64>,
 }
 
@@ -130,18 +108,12 @@ pub struct WindowJson {
 #[serde(deny_unknown_fields)]
 pub struct RefineJson {
     pub result_id: String,
-    #[serde(default, deserialize_with = "present")]
     pub points: Option<Vec<Vec<f64>>>,
     #[serde(rename = "box")]
-    #[serde(default, deserialize_with = "present")]
     pub bbox: Option<Vec<f64>>,
-    #[serde(default, deserialize_with = "present")]
     pub outputs: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "present")]
     pub coords: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub crs: Option<String>,
-    #[serde(default, deserialize_with = "present")]
     pub multimask: Option<bool>,
 }
 
@@ -150,12 +122,9 @@ pub struct RefineJson {
 #[serde(deny_unknown_fields)]
 pub struct ImageJson {
     pub image: String,
-    #[serde(default, deserialize_with = "present")]
     pub bands: Option<Vec<f64>>,
-    #[serde(default, deserialize_with = "present")]
     pub stretch: Option<String>,
     /// Pre-encode the scene's windows for later windowed searches.
-    #[serde(default, deserialize_with = "present")]
     pub window: Option<WindowJson>,
 }
 
@@ -180,25 +149,48 @@ pub struct RawSegment {
 }
 
 /// Parses a JSON body, telling syntax from shape errors in the message.
-/// `deserialize_with` for the optional fields of a request: absent is
-/// `None`, and an explicit `null` is refused instead of being read as
-/// absent: the API description gives every field a type, and null is a
-/// value of none of them.
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    match Option::<T>::deserialize(d)? {
-        Some(v) => Ok(Some(v)),
-        None => Err(serde::de::Error::custom(
-            "null is not a value of any field: leave the field out",
-        )),
-    }
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    parse_json_as("JSON body", body)
 }
 
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("invalid JSON body: {e}")))
+/// Parses a JSON request (a body, or a form field named by `what`),
+/// refusing an explicit `null` anywhere in it: the API description gives
+/// every field a type and null is a value of none of them, while serde
+/// would quietly read a null optional field as an absent one.
+pub fn parse_json_as<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiError> {
+    let malformed = |message: String| ApiError::new(ErrorCode::MalformedJson, format!("invalid {what}: {message}"));
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    if let Some(path) = null_at(&value, "") {
+        return Err(malformed(format!(
+            "{path} is null, which is not a value of any field: leave the field out"
+        )));
+    }
+    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
+}
+
+/// The path of the first null in `value` (`window.overlap`, `queries[1].box`).
+fn null_at(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Null => Some(if path.is_empty() {
+            "the value".into()
+        } else {
+            path.to_string()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| null_at(v, &format!("{path}[{i}]"))),
+        Value::Object(members) => members.iter().find_map(|(k, v)| {
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            null_at(v, &at)
+        }),
+        _ => None,
+    }
 }
 
 impl RawSegment {
@@ -730,19 +722,26 @@ mod tests {
 
     #[test]
     fn an_explicit_null_is_refused_not_read_as_absent() {
-        for body in [
-            r#"{"image_id": "x", "text": null}"#,
-            r#"{"image_id": "x", "text": "a", "window": {"overlap": null}}"#,
-            r#"{"image_id": "x", "queries": [{"text": "a", "box": null}]}"#,
+        for (body, path) in [
+            (r#"{"image_id": "x", "text": null}"#, "text is null"),
+            (
+                r#"{"image_id": "x", "text": "a", "window": {"overlap": null}}"#,
+                "window.overlap is null",
+            ),
+            (
+                r#"{"image_id": "x", "queries": [{"text": "a", "box": null}]}"#,
+                "queries[0].box is null",
+            ),
         ] {
             let e = parse_json::<SegmentJson>(body.as_bytes()).unwrap_err();
             assert_eq!(e.code, ErrorCode::MalformedJson, "{body}");
-            assert!(e.message.contains("null is not a value"), "{}", e.message);
+            assert!(e.message.contains(path), "{}", e.message);
+            assert!(e.message.contains("is null, which is not a value"), "{}", e.message);
         }
         let e = parse_json::<RefineJson>(br#"{"result_id": "r", "multimask": null}"#).unwrap_err();
-        assert!(e.message.contains("null is not a value"), "{}", e.message);
+        assert!(e.message.contains("is null, which is not a value"), "{}", e.message);
         let e = parse_json::<ImageJson>(br#"{"image": "", "bands": null}"#).unwrap_err();
-        assert!(e.message.contains("null is not a value"), "{}", e.message);
+        assert!(e.message.contains("is null, which is not a value"), "{}", e.message);
         // Absent is still absent.
         let json = parse_json::<SegmentJson>(br#"{"image_id": "x", "window": {}}"#).unwrap();
         assert!(json.text.is_none() && json.window.is_some_and(|w| w.overlap.is_none()));

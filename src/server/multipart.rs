@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use super::api::{decode_base64, parse_raster, QueryJson, RawSegment, WindowJson};
+use super::api::{decode_base64, parse_json_as, parse_raster, QueryJson, RawSegment, WindowJson};
 use super::errors::{ApiError, ErrorCode};
 use crate::image_input::RasterOptions;
 
@@ -37,8 +37,7 @@ fn text(name: &str, data: &[u8]) -> Result<String, ApiError> {
 }
 
 fn json<T: serde::de::DeserializeOwned>(name: &str, data: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(data)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("field {name}: invalid JSON: {e}")))
+    parse_json_as(&format!("JSON in form field {name}"), data)
 }
 
 /// `rle,png` or `["rle", "png"]`.
