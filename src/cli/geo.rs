@@ -11,8 +11,7 @@ use serde_json::json;
 use super::args::{CoordsArgs, GeoArgs, GeoCommand, InfoArgs, MaskTiffArgs, StretchArgs, VectorizeArgs};
 use super::output::{print_json, read_file, write_file};
 use crate::geo::{
-    feature_collection_bytes, mask_geotiff_bytes, read_rgb_from_path, GeoError, GeoRaster, MaskFeature, OutputCrs,
-    ReadOptions,
+    feature_collection_bytes, mask_geotiff_bytes, read_rgb_from_path, GeoError, GeoRaster, MaskFeature, ReadOptions,
 };
 use crate::mask::BinaryMask;
 
@@ -118,12 +117,7 @@ fn vectorize(a: &VectorizeArgs) -> anyhow::Result<serde_json::Value> {
             object_present: m.area() > 0,
         })
         .collect();
-    let crs = if a.output.wgs84 {
-        OutputCrs::Wgs84
-    } else {
-        OutputCrs::Raster
-    };
-    let bytes = feature_collection_bytes(&features, raster.georef(), crs)?;
+    let bytes = feature_collection_bytes(&features, raster.georef(), a.output.crs())?;
     write_file(out, &bytes)?;
     Ok(json!({"features": features.len(), "bytes": bytes.len()}))
 }

@@ -6,6 +6,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::geo::{self, Georef};
+use crate::mask::BinaryMask;
+
 /// Prints a line to stdout; a closed pipe (`rsam inspect | head`) is not an error.
 pub fn print_line(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
@@ -26,4 +29,17 @@ pub fn read_file(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 pub fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// `--mask-out`: a .tif / .tiff name gets a u8 GeoTIFF with the input's
+/// georeferencing, any other a PNG.
+pub fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
+    let tiff = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"));
+    Ok(match tiff {
+        true => geo::mask_geotiff_bytes(&mask.data, mask.width, mask.height, georef)?,
+        false => mask.to_png(),
+    })
 }

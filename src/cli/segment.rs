@@ -5,17 +5,14 @@
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use std::path::Path;
-
 use super::args::SegmentArgs;
-use super::output::{print_json, read_file, write_file};
-use crate::geo::{self, Georef, MaskFeature, OutputCrs};
-use crate::image_input::{self, InputImage, RasterOptions, SentPrompt};
+use super::output::{mask_file, print_json, read_file, write_file};
+use crate::geo::{self, MaskFeature};
+use crate::image_input::{self, InputImage};
 use crate::loaded_model::LoadedModel;
 use crate::mask::BinaryMask;
 use crate::npy;
 use crate::predictor::Prediction;
-use crate::Prompt;
 
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     if args.window.window.is_some() {
@@ -34,10 +31,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         );
     }
     let bytes = read_file(&args.image)?;
-    let raster = RasterOptions {
-        bands: args.raster.bands.clone(),
-        stretch: args.raster.stretch,
-    };
+    let raster = args.raster.options();
     let InputImage { image, georef } = image_input::decode(&bytes, &raster, options.max_pixels)
         .with_context(|| format!("{}", args.image.display()))?;
     let side = model.low_res_size();
@@ -48,17 +42,10 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let prompt = SentPrompt {
-        points: args.points.iter().map(|p| [p.x, p.y]).collect(),
-        bbox: args.bbox,
-        prompt: Prompt {
-            text: args.text.clone(),
-            points: args.points.iter().map(|p| p.to_point()).collect(),
-            bbox: args.bbox.map(|b| b.map(|v| v as f32)),
-            mask_input,
-        },
-    };
-    let prompt = prompt.into_pixels(args.coords, &georef).context("--coords map")?;
+    let prompt = args
+        .sent_prompt(mask_input)
+        .into_pixels(args.coords, &georef)
+        .context("--coords map")?;
     let prompt = model.check_prompt(prompt, image.width, image.height)?;
     if let Some(path) = &args.input_out {
         let s = model.image_size();
@@ -74,10 +61,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         write_file(path, &mask_file(path, &mask, &georef)?)?;
     }
     if let Some(path) = &args.geo_output.geojson_out {
-        let crs = match args.geo_output.wgs84 {
-            true => OutputCrs::Wgs84,
-            false => OutputCrs::Raster,
-        };
+        let crs = args.geo_output.crs();
         let feature = MaskFeature {
             mask: &mask.data,
             width: mask.width,
@@ -93,19 +77,6 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     let mut line = summary(&prediction, &mask, image.width, image.height);
     line["georeferenced"] = json!(georef.is_georeferenced());
     print_json(&line)
-}
-
-/// `--mask-out`: a .tif / .tiff name gets a u8 GeoTIFF with the input's
-/// georeferencing, any other a PNG.
-pub(super) fn mask_file(path: &Path, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
-    let tiff = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("tif") || e.eq_ignore_ascii_case("tiff"));
-    Ok(match tiff {
-        true => geo::mask_geotiff_bytes(&mask.data, mask.width, mask.height, georef)?,
-        false => mask.to_png(),
-    })
 }
 
 /// The returned logits: S/4 x S/4, or the candidates' C x S/4 x S/4 in the

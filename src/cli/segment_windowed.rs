@@ -13,15 +13,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::args::SegmentArgs;
-use super::output::{print_json, read_file, write_file};
-use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs};
-use crate::image_input::{self, InputImage, RasterOptions, SentPrompt};
+use super::output::{mask_file, print_json, read_file, write_file};
+use crate::geo::{self, GeoRaster, Georef, MaskFeature};
+use crate::image_input::{self, InputImage};
 use crate::loaded_model::LoadedModel;
 use crate::mask::BinaryMask;
+use crate::predictor::Prompt;
 use crate::window::{
     candidate_reports, search, GeoTiffSource, ImageSource, ModelFeatures, SearchOptions, SearchOutcome, WindowSource,
 };
-use crate::Prompt;
 
 pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     refuse_single_input_flags(&args)?;
@@ -35,29 +35,16 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
         batch: args.window.window_batch,
         ..SearchOptions::default()
     };
-    let prompt = SentPrompt {
-        points: args.points.iter().map(|p| [p.x, p.y]).collect(),
-        bbox: args.bbox,
-        prompt: Prompt {
-            text: args.text.clone(),
-            points: args.points.iter().map(|p| p.to_point()).collect(),
-            bbox: args.bbox.map(|b| b.map(|v| v as f32)),
-            mask_input: None,
-        },
-    };
+    let prompt = args.sent_prompt(None);
+    let raster = args.raster.options();
     let (outcome, georef) = if is_tiff_file(&args.image)? {
-        let raster = GeoRaster::open(&args.image, options.max_pixels)?;
-        let (bands, stretch) = (args.raster.bands.clone(), args.raster.stretch);
-        let mut source =
-            GeoTiffSource::new(raster, bands, stretch).with_context(|| format!("{}", args.image.display()))?;
+        let tiff = GeoRaster::open(&args.image, options.max_pixels)?;
+        let mut source = GeoTiffSource::new(tiff, raster.bands.clone(), raster.stretch)
+            .with_context(|| format!("{}", args.image.display()))?;
         let georef = source.georef().cloned().unwrap_or_default();
         let prompt = prompt.into_pixels(args.coords, &georef).context("--coords map")?;
         (run_search(&model, &mut source, &prompt, &search_options)?, georef)
     } else {
-        let raster = RasterOptions {
-            bands: args.raster.bands.clone(),
-            stretch: args.raster.stretch,
-        };
         let InputImage { image, georef } = image_input::decode(&read_file(&args.image)?, &raster, options.max_pixels)
             .with_context(|| format!("{}", args.image.display()))?;
         let prompt = prompt.into_pixels(args.coords, &georef).context("--coords map")?;
@@ -68,7 +55,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
     };
     let mask = outcome.best_mask();
     if let Some(path) = &args.mask_out {
-        write_file(path, &super::segment::mask_file(path, &mask, &georef)?)?;
+        write_file(path, &mask_file(path, &mask, &georef)?)?;
     }
     if let Some(path) = &args.geo_output.geojson_out {
         write_file(path, &geojson(&args, &outcome, &mask, &georef)?)?;
@@ -78,10 +65,7 @@ pub fn run(args: SegmentArgs) -> anyhow::Result<()> {
 
 /// `--geojson-out`: the best candidate's mask as `rsam segment` writes one.
 fn geojson(args: &SegmentArgs, outcome: &SearchOutcome, mask: &BinaryMask, georef: &Georef) -> anyhow::Result<Vec<u8>> {
-    let crs = match args.geo_output.wgs84 {
-        true => OutputCrs::Wgs84,
-        false => OutputCrs::Raster,
-    };
+    let crs = args.geo_output.crs();
     let best = outcome.best();
     let feature = MaskFeature {
         mask: &mask.data,

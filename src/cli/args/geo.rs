@@ -4,8 +4,9 @@
 
 use std::path::PathBuf;
 
-use crate::geo::{GeoError, Stretch};
+use crate::geo::{GeoError, OutputCrs, Stretch};
 pub use crate::image_input::Coords;
+use crate::image_input::RasterOptions;
 use crate::preprocess::DEFAULT_MAX_PIXELS;
 
 #[derive(clap::Args, Debug)]
@@ -39,6 +40,16 @@ pub struct RasterArgs {
     pub stretch: Option<Stretch>,
 }
 
+impl RasterArgs {
+    /// The rendering these flags ask for.
+    pub fn options(&self) -> RasterOptions {
+        RasterOptions {
+            bands: self.bands.clone(),
+            stretch: self.stretch,
+        }
+    }
+}
+
 /// Georeferenced outputs (`rsam segment` flags).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct GeoOutputArgs {
@@ -48,6 +59,16 @@ pub struct GeoOutputArgs {
     /// GeoJSON in WGS 84 longitude/latitude instead of the raster's CRS.
     #[arg(long)]
     pub wgs84: bool,
+}
+
+impl GeoOutputArgs {
+    /// The CRS of the GeoJSON written.
+    pub fn crs(&self) -> OutputCrs {
+        match self.wgs84 {
+            true => OutputCrs::Wgs84,
+            false => OutputCrs::Raster,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]

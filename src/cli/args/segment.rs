@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use super::{Coords, DeviceArgs, GeoOutputArgs, RasterArgs};
-use crate::predictor::Point;
+use crate::image_input::SentPrompt;
+use crate::predictor::{Point, Prompt};
 
 #[derive(clap::Args, Debug)]
 pub struct SegmentArgs {
@@ -50,6 +51,23 @@ pub struct SegmentArgs {
     pub window: super::WindowArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+impl SegmentArgs {
+    /// The sentence, clicks and box as typed (map units keep their f64
+    /// digits until they become pixels), with `mask_input`.
+    pub fn sent_prompt(&self, mask_input: Option<Vec<f32>>) -> SentPrompt {
+        SentPrompt {
+            points: self.points.iter().map(|p| [p.x, p.y]).collect(),
+            bbox: self.bbox,
+            prompt: Prompt {
+                text: self.text.clone(),
+                points: self.points.iter().map(|p| p.to_point()).collect(),
+                bbox: self.bbox.map(|b| b.map(|v| v as f32)),
+                mask_input,
+            },
+        }
+    }
 }
 
 /// `N` comma-separated finite numbers.
