@@ -108,13 +108,8 @@ fn time_refine(
 }
 
 fn main() -> anyhow::Result<()> {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets an integer option before any other thread runs.
-        unsafe { libmimalloc_sys::mi_option_set(15, -1) };
-    }
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
+    rsam::process::keep_freed_memory();
+    rsam::process::pin_thread_count();
     let args = Args::parse();
     let load_average = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let tmp = tempfile::tempdir()?;

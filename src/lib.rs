@@ -33,6 +33,7 @@ pub mod npy;
 pub mod predictor;
 pub mod preprocess;
 pub mod pretrained;
+pub mod process;
 pub mod risors;
 pub mod sam2;
 pub mod server;

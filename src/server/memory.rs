@@ -1,5 +1,5 @@
 //! The server's resident memory. `rsam` keeps freed memory in mimalloc
-//! (purge delay -1, see `main.rs`): a benchmark's back-to-back encodes then
+//! (purge delay -1, see [`crate::process`]): a benchmark's back-to-back encodes then
 //! reuse their pages instead of having the kernel zero them again. A server
 //! that idles between requests would instead sit at its peak forever,
 //! starting with the peak of its warm-up encode. So the server keeps freed
@@ -12,15 +12,9 @@
 /// How long the server keeps freed memory before returning it to the OS.
 pub const PURGE_DELAY_MS: i64 = 1000;
 
-/// mimalloc's `mi_option_purge_delay` (the index of its v2 and v3 headers).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
 /// Freed memory goes back to the OS after [`PURGE_DELAY_MS`] from now on.
 pub fn return_freed_memory_after_a_while() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: sets a plain integer option (read atomically by mimalloc).
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS as _) };
-    }
+    crate::process::set_purge_delay(PURGE_DELAY_MS);
 }
 
 /// Returns what is freed now (the warm-up's peak) to the OS at once.
