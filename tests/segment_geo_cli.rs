@@ -2,9 +2,12 @@
 //! clicks in map units, GeoJSON in the raster's CRS or WGS 84, the mask as
 //! a GeoTIFF on the raster's grid, and the errors of each flag.
 
+mod geojson_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use geojson_support::first_vertex;
 use rsam::geo::{read_rgb_from_path, BandData, GeoRaster, ReadOptions};
 use serde_json::Value;
 
@@ -123,12 +126,7 @@ fn clicks_in_map_units_and_wgs84_output() {
     assert_eq!(map["rle"], pixel["rle"]);
     let collection = read_json(&geojson);
     assert!(collection.get("crs").is_none(), "WGS 84 is GeoJSON's default CRS");
-    // The first vertex: down the nested rings to a [lon, lat] pair.
-    let mut first = &collection["features"][0]["geometry"]["coordinates"];
-    while first[0].is_array() {
-        first = &first[0];
-    }
-    let first = [first[0].as_f64().unwrap(), first[1].as_f64().unwrap()];
+    let first = first_vertex(&collection["features"][0]["geometry"]["coordinates"]);
     assert!(
         (14.9..15.1).contains(&first[0]) && (36.9..37.1).contains(&first[1]),
         "{first:?}"

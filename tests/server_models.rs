@@ -3,10 +3,13 @@
 //! coordinates, GeoJSON, the mask as a GeoTIFF) and the image-id header.
 //! Every JSON answer is validated against `openapi.yaml` by the harness.
 
+mod geojson_support;
+
 mod sam2_support;
 mod server_support;
 
 use base64::Engine as _;
+use geojson_support::first_vertex;
 use reqwest::multipart::{Form, Part};
 use rsam::geo::{GeoRaster, ReadOptions};
 use serde_json::{json, Value};
@@ -191,12 +194,7 @@ async fn a_geotiff_is_read_as_the_cli_reads_it_and_answers_in_map_coordinates() 
     // WGS 84 output: longitudes near UTM 33's central meridian (15 E).
     let body = json!({"image_id": image_id, "text": "the field", "points": [[18, 11, 1]], "outputs": ["geojson"], "crs": "EPSG:4326"});
     let wgs = s.post("/v1/segment", body).await.ok();
-    // The first vertex: down the nested rings to a [lon, lat] pair.
-    let mut first = &wgs["geojson"]["features"][0]["geometry"]["coordinates"];
-    while first[0].is_array() {
-        first = &first[0];
-    }
-    let first = [first[0].as_f64().unwrap(), first[1].as_f64().unwrap()];
+    let first = first_vertex(&wgs["geojson"]["features"][0]["geometry"]["coordinates"]);
     assert!(
         (14.9..15.1).contains(&first[0]) && (36.9..37.1).contains(&first[1]),
         "{first:?}"
