@@ -17,6 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::errors::{ApiError, ErrorCode};
+use super::window_request::{parse_window, WindowJson};
 
 /// Standard base64; padding optional and non-zero trailing bits ignored
 /// (encoders differ on both).
@@ -91,18 +92,6 @@ pub struct SegmentJson {
     pub window: Option<WindowJson>,
 }
 
-/// The `window` object of a segment request: every field optional.
-/// Numbers like `bands` (JSON has no integer type), checked in
-/// [`parse_window`].
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WindowJson {
-    pub size: Option<f64>,
-    pub overlap: Option<f64>,
-    pub top_k: Option<f64>,
-    pub max_windows: Option<f64>,
-}
-
 /// `POST /v1/refine` as JSON.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +138,34 @@ pub struct RawSegment {
 }
 
 /// Parses a JSON body, telling syntax from shape errors in the message.
+/// What a windowed search refuses beside its `window` (422).
+fn refuse_beside_window(raw: &RawSegment, outputs: Outputs) -> Result<(), ApiError> {
+    let refusals = [
+        (
+            raw.queries.is_some(),
+            "window takes one prompt (text, points, box), not queries: one prompt per windowed search",
+        ),
+        (
+            raw.multimask == Some(true),
+            "multimask cannot be used with window: the search ranks one mask per window",
+        ),
+        (
+            raw.mask_input.is_some(),
+            "mask_input cannot be used with window: a mask input belongs to one model input, and each window is \
+             its own input",
+        ),
+        (
+            outputs.logits,
+            "outputs: logits are not available with window: the answer is stitched from windows, each with its \
+             own logits",
+        ),
+    ];
+    match refusals.iter().find(|(refused, _)| *refused) {
+        Some((_, why)) => Err(ApiError::invalid_request(*why)),
+        None => Ok(()),
+    }
+}
+
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     parse_json_as("JSON body", body)
 }
@@ -393,7 +410,10 @@ impl SegmentRequest {
         let window = raw
             .window
             .as_ref()
-            .map(|w| super::windowed::parse_window(w, &raw, outputs))
+            .map(|w| {
+                refuse_beside_window(&raw, outputs)?;
+                parse_window(w)
+            })
             .transpose()?;
         let prompts = prompts_of(raw, limits)?;
         Ok(Self {
@@ -624,7 +644,7 @@ pub struct SegmentResponse {
     pub geojson: Option<serde_json::Value>,
     /// A windowed search's grid and ranked candidates (with `window`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub window: Option<super::windowed::WindowReport>,
+    pub window: Option<super::window_report::WindowReport>,
     pub timings_ms: Timings,
 }
 
@@ -696,7 +716,7 @@ pub struct ImageResponse {
     pub georeferenced: bool,
     /// With `window`: the windows encoded ahead of windowed searches.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub window: Option<super::windowed::WindowReport>,
+    pub window: Option<super::window_report::WindowReport>,
     pub timings_ms: Timings,
 }
 

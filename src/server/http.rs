@@ -22,13 +22,14 @@ use tracing::Level;
 
 use super::api::{
     parse_json, parse_raster, ImageJson, ImageSource, RawSegment, RefineJson, RefineRequest, SegmentJson,
-    SegmentRequest, SegmentResponse, WindowJson,
+    SegmentRequest, SegmentResponse,
 };
 use super::config::ServerConfig;
 use super::errors::{ApiError, ErrorCode};
 use super::metrics::Metrics;
 use super::multipart;
 use super::service::Service;
+use super::window_request::WindowJson;
 use crate::image_input::RasterOptions;
 
 /// The API description served at `GET /openapi.yaml`.
@@ -531,7 +532,7 @@ async fn images(
     let claimed_id = claimed_image_id(&headers);
     let answer = match window {
         Some(w) => {
-            let options = super::windowed::parse_window(&w, &RawSegment::default(), Default::default())?;
+            let options = super::window_request::parse_window(&w)?;
             service
                 .warm_windowed(bytes, claimed_id, raster, options, deadline.0)
                 .await?

@@ -30,9 +30,13 @@ pub mod page;
 pub mod results;
 pub mod scenes;
 pub mod service;
+pub mod window_answer;
 pub mod window_flight;
+pub mod window_report;
+pub mod window_request;
 pub mod windowed;
 pub mod windowed_refine;
+pub mod windowed_result;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

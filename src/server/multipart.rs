@@ -6,8 +6,9 @@
 
 use bytes::Bytes;
 
-use super::api::{decode_base64, parse_json_as, parse_raster, QueryJson, RawSegment, WindowJson};
+use super::api::{decode_base64, parse_json_as, parse_raster, QueryJson, RawSegment};
 use super::errors::{ApiError, ErrorCode};
+use super::window_request::WindowJson;
 use crate::image_input::RasterOptions;
 
 fn malformed(e: impl std::fmt::Display) -> ApiError {

@@ -34,7 +34,7 @@ use super::metrics::{Metrics, Stage};
 use super::outputs::OutputBuilder;
 use super::results::ResultStore;
 use super::scenes::SceneRegistry;
-use super::windowed_refine::{WindowedResult, WINDOWED_RESULT};
+use super::windowed_result::{WindowedResult, WINDOWED_RESULT};
 
 /// Texts up to this many bytes are checked on the async thread (fast);
 /// longer ones on the blocking pool.

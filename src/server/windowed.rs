@@ -12,18 +12,13 @@
 //! object, each with its prompt and logits ([`super::windowed_refine`]).
 
 use std::cell::Cell;
-use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use image::ImageFormat;
-use serde::Serialize;
 
-use super::api::{
-    ImageResponse, ImageSource, Outputs, RawSegment, SegmentRequest, SegmentResponse, SegmentResult, Timings,
-    WindowJson,
-};
+use super::api::{ImageResponse, ImageSource, Outputs, SegmentRequest, SegmentResponse, Timings};
 use super::cache::FeatureCache;
 use super::cached_image::CachedImage;
 use super::errors::{ApiError, ErrorCode};
@@ -32,98 +27,19 @@ use super::on_worker::OnWorker;
 use super::results::ResultStore;
 use super::scenes::{SceneInfo, SceneRegistry};
 use super::service::{check_claimed_id, image_format, image_id_of, Service};
+use super::window_answer::SceneAnswer;
 use super::window_flight::WindowFlight;
-use super::windowed_refine::{GridShape, WindowedResult};
-use crate::geo::{self, GeoRaster, Georef, MaskFeature, OutputCrs, Window};
+use super::window_report::{GridShape, WindowReport};
+use super::windowed_result::{window_key, WindowedResult};
+use crate::geo::{GeoRaster, Georef, OutputCrs, Window};
 use crate::image_input::{self, Coords, RasterOptions, SentPrompt};
 use crate::loaded_model::LoadedModel;
-use crate::mask::polygons::outer_polygons;
-use crate::mask::BinaryMask;
 use crate::predictor::Prompt;
 use crate::predictor::{EncodedImage, ModelImage};
 use crate::window::{
-    candidate_reports, encode_windows, search, CachedScene, CandidateReport, FnFeatures, GeoTiffSource,
-    ImageSource as SceneImage, SceneCandidate, SearchOptions, SearchOutcome, WindowError, WindowFeatures, WindowSource,
-    WindowSpec, DEFAULT_MAX_WINDOWS, DEFAULT_TOP_K, MIN_WINDOW_SIZE,
+    candidate_reports, encode_windows, search, CachedScene, FnFeatures, GeoTiffSource, ImageSource as SceneImage,
+    SearchOptions, SearchOutcome, WindowError, WindowFeatures, WindowSource,
 };
-
-/// Most candidates a request may ask for.
-pub const MAX_TOP_K: usize = 100;
-
-/// The `window` member of a windowed answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowReport {
-    /// Window side and overlap in scene pixels.
-    pub size: u32,
-    pub overlap: u32,
-    /// Windows the scene is cut into.
-    pub windows: usize,
-    /// Of those, windows decoded (those holding the clicks and box).
-    pub searched: usize,
-    /// Of those, windows encoded by this request (the rest were cached).
-    pub encoded: usize,
-    /// The top k objects of the scene, best first.
-    pub candidates: Vec<CandidateReport>,
-}
-
-/// Checks the `window` object and what may come with it.
-pub fn parse_window(w: &WindowJson, raw: &RawSegment, outputs: Outputs) -> Result<SearchOptions, ApiError> {
-    let refusals = [
-        (
-            raw.queries.is_some(),
-            "window takes one prompt (text, points, box), not queries: one prompt per windowed search",
-        ),
-        (
-            raw.multimask == Some(true),
-            "multimask cannot be used with window: the search ranks one mask per window",
-        ),
-        (
-            raw.mask_input.is_some(),
-            "mask_input cannot be used with window: a mask input belongs to one model input, and each window is \
-             its own input",
-        ),
-        (
-            outputs.logits,
-            "outputs: logits are not available with window: the answer is stitched from windows, each with its \
-             own logits",
-        ),
-    ];
-    if let Some((_, why)) = refusals.iter().find(|(refused, _)| *refused) {
-        return Err(ApiError::invalid_request(*why));
-    }
-    let pixels = MIN_WINDOW_SIZE as usize..=u32::MAX as usize;
-    let size = w.size.map(|v| whole("window.size", v, pixels)).transpose()?;
-    let overlap = w
-        .overlap
-        .map(|v| whole("window.overlap", v, 0..=u32::MAX as usize))
-        .transpose()?;
-    let top_k = w.top_k.map(|v| whole("window.top_k", v, 1..=MAX_TOP_K)).transpose()?;
-    let max_windows = w
-        .max_windows
-        .map(|v| whole("window.max_windows", v, 1..=DEFAULT_MAX_WINDOWS))
-        .transpose()?;
-    Ok(SearchOptions {
-        spec: WindowSpec {
-            size: size.map(|s| s as u32),
-            overlap: overlap.map(|o| o as u32),
-        },
-        top_k: top_k.unwrap_or(DEFAULT_TOP_K),
-        max_windows: max_windows.unwrap_or(DEFAULT_MAX_WINDOWS),
-        ..SearchOptions::default()
-    })
-}
-
-/// A whole number in `range`.
-fn whole(name: &str, v: f64, range: RangeInclusive<usize>) -> Result<usize, ApiError> {
-    if v.fract() == 0.0 && (*range.start() as f64..=*range.end() as f64).contains(&v) {
-        return Ok(v as usize);
-    }
-    Err(ApiError::invalid_request(format!(
-        "{name}: {v} is not a whole number from {} to {}",
-        range.start(),
-        range.end()
-    )))
-}
 
 impl From<WindowError> for ApiError {
     fn from(e: WindowError) -> Self {
@@ -356,9 +272,7 @@ impl SceneSearch {
                 cached: encoded == 0,
                 georeferenced: georef.is_georeferenced(),
                 window: Some(WindowReport {
-                    size: grid.size,
-                    overlap: grid.overlap,
-                    windows: grid.len(),
+                    grid: GridShape::from(&grid),
                     searched: 0,
                     encoded,
                     candidates: Vec::new(),
@@ -478,18 +392,13 @@ impl SceneSearch {
     fn respond(&self, outcome: &SearchOutcome, georef: &Georef, prompt: &Prompt) -> Result<SegmentResponse, ApiError> {
         let grid = &outcome.grid;
         let best = outcome.best();
-        let shape = GridShape {
-            size: grid.size,
-            overlap: grid.overlap,
-            windows: grid.len(),
-        };
         let result_id = self.results.insert(WindowedResult {
             image_id: self.image_id.clone(),
             raster_key: self.raster.key(),
             scene_width: grid.scene_width,
             scene_height: grid.scene_height,
             georef: georef.clone(),
-            grid: shape,
+            grid: GridShape::from(grid),
             windows: best.map(|c| c.object_windows(prompt)).unwrap_or_default(),
         });
         let answer = SceneAnswer {
@@ -502,103 +411,11 @@ impl SceneSearch {
             text: prompt.text.as_deref(),
         };
         let report = WindowReport {
-            size: grid.size,
-            overlap: grid.overlap,
-            windows: grid.len(),
+            grid: GridShape::from(grid),
             searched: outcome.searched.len(),
             encoded: outcome.encoded,
             candidates: candidate_reports(&outcome.candidates, Some(georef))?,
         };
         answer.respond(best, result_id, outcome.encoded == 0, report)
-    }
-}
-
-/// The cache key of one window: the scene, its rendering, the rectangle.
-pub(super) fn window_key(image_id: &str, raster_key: &str, w: Window) -> String {
-    format!(
-        "{image_id}|{raster_key}|window {},{} {}x{}",
-        w.x, w.y, w.width, w.height
-    )
-}
-
-/// How a windowed answer (a search's or a refine's) is written out.
-pub(super) struct SceneAnswer<'a> {
-    pub image_id: &'a str,
-    pub width: u32,
-    pub height: u32,
-    pub georef: &'a Georef,
-    pub outputs: Outputs,
-    pub crs: OutputCrs,
-    pub text: Option<&'a str>,
-}
-
-impl SceneAnswer<'_> {
-    /// The object's mask at full scene resolution as one result, in the
-    /// outputs asked for; with no object an empty mask, IoU 0, no object.
-    pub fn respond(
-        &self,
-        object: Option<&SceneCandidate>,
-        result_id: String,
-        cached: bool,
-        window: WindowReport,
-    ) -> Result<SegmentResponse, ApiError> {
-        let (w, h) = (self.width, self.height);
-        let mask = match object {
-            Some(c) => c.piece.scene_mask(w, h),
-            None => BinaryMask {
-                width: w,
-                height: h,
-                data: vec![0; w as usize * h as usize],
-            },
-        };
-        let o = self.outputs;
-        let georef = self.georef;
-        let result = SegmentResult {
-            result_id,
-            iou_prediction: object.map_or(0.0, |c| c.iou),
-            object_score_logit: object.map_or(0.0, |c| c.object_score_logit),
-            object_present: object.is_some_and(|c| c.object_present()),
-            area: mask.area(),
-            bbox: mask.bbox(),
-            rle: o.rle.then(|| mask.to_rle()),
-            png: o.png.then(|| mask.to_png()),
-            logits: None,
-            polygons: o.polygons.then(|| outer_polygons(&mask.data, w as usize, h as usize)),
-            candidates: None,
-            geotiff: match o.geotiff {
-                true => Some(geo::mask_geotiff_bytes(&mask.data, w, h, georef)?),
-                false => None,
-            },
-        };
-        let geojson = match o.geojson {
-            true => Some(self.geojson(&result, &mask)?),
-            false => None,
-        };
-        Ok(SegmentResponse {
-            image_id: self.image_id.to_string(),
-            width: w,
-            height: h,
-            cached,
-            georeferenced: georef.is_georeferenced(),
-            results: vec![result],
-            geojson,
-            window: Some(window),
-            timings_ms: Timings::default(),
-        })
-    }
-
-    fn geojson(&self, r: &SegmentResult, mask: &BinaryMask) -> Result<serde_json::Value, ApiError> {
-        let feature = MaskFeature {
-            mask: &mask.data,
-            width: mask.width,
-            height: mask.height,
-            text: self.text,
-            result_id: Some(&r.result_id),
-            iou_prediction: r.iou_prediction,
-            object_score_logit: r.object_score_logit,
-            object_present: r.object_present,
-        };
-        let collection = geo::feature_collection(&[feature], self.georef, self.crs)?;
-        serde_json::to_value(&collection).map_err(|e| ApiError::internal(format!("GeoJSON: {e}")))
     }
 }

@@ -13,37 +13,11 @@ use super::api::{RefineRequest, SegmentResponse, Timings};
 use super::cache::Lookup;
 use super::errors::{ApiError, ErrorCode};
 use super::service::{quoted, Service};
-use super::windowed::{window_key, SceneAnswer, WindowReport};
-use crate::geo::Georef;
+use super::window_answer::SceneAnswer;
+use super::window_report::WindowReport;
+use super::windowed_result::{window_key, WindowedResult};
 use crate::predictor::EncodedImage;
-use crate::window::{candidate_reports, refine_object, refined_prompts, ObjectWindow};
-
-/// How a windowed answer's result id begins (its own result store).
-pub const WINDOWED_RESULT: &str = "window-";
-
-/// The grid a scene was searched in.
-#[derive(Clone, Copy, Debug)]
-pub struct GridShape {
-    pub size: u32,
-    pub overlap: u32,
-    pub windows: usize,
-}
-
-/// What a refine of a windowed answer needs.
-#[derive(Debug)]
-pub struct WindowedResult {
-    pub image_id: String,
-    /// The rendering's cache-key part (bands, stretch): with the image id
-    /// and a rectangle, a window's feature-cache key.
-    pub raster_key: String,
-    pub scene_width: u32,
-    pub scene_height: u32,
-    pub georef: Georef,
-    pub grid: GridShape,
-    /// The windows that found the object, best first; empty when the search
-    /// found nothing.
-    pub windows: Vec<ObjectWindow>,
-}
+use crate::window::{candidate_reports, refine_object, refined_prompts};
 
 impl Service {
     /// `POST /v1/refine` for a `window-` result id.
@@ -97,9 +71,7 @@ impl Service {
                 let decode = decode_start.elapsed();
                 let object = refined.object.as_ref();
                 let report = WindowReport {
-                    size: stored.grid.size,
-                    overlap: stored.grid.overlap,
-                    windows: stored.grid.windows,
+                    grid: stored.grid,
                     searched: refined.windows.len(),
                     encoded: 0,
                     candidates: candidate_reports(refined.object.as_slice(), Some(&stored.georef))?,
@@ -112,7 +84,7 @@ impl Service {
                     scene_height: stored.scene_height,
                     georef: stored.georef.clone(),
                     grid: stored.grid,
-                    windows: refined.windows.clone(),
+                    windows: refined.windows,
                 });
                 let answer = SceneAnswer {
                     image_id: &stored.image_id,

@@ -5,7 +5,7 @@
 use crate::geo::GeoError;
 use crate::RsamError;
 
-use super::grid::MIN_WINDOW_SIZE;
+use super::MIN_WINDOW_SIZE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WindowError {

@@ -9,14 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::WindowError;
+use super::MIN_WINDOW_SIZE;
 use crate::geo::Window;
 use crate::predictor::Prompt;
-
-/// The smallest window side: below it a window holds too little to be
-/// worth a model's input (which would blow each pixel up to a block).
-pub const MIN_WINDOW_SIZE: u32 = 16;
-/// Most windows a search runs unless told otherwise.
-pub const DEFAULT_MAX_WINDOWS: usize = 1024;
 
 /// How to cut a scene: `None` takes the default (the model's input side;
 /// a quarter of the window side).
@@ -159,6 +154,7 @@ fn axis_starts(len: u32, size: u32, stride: u32) -> Vec<u32> {
 mod tests {
     use super::*;
     use crate::predictor::Point;
+    use crate::window::DEFAULT_MAX_WINDOWS;
 
     fn plan(width: u32, height: u32, size: u32, overlap: u32) -> Result<WindowGrid, WindowError> {
         let spec = WindowSpec {

@@ -7,6 +7,12 @@
 //! prompt fits best, its mask at full scene resolution. Correction clicks
 //! on the answer run in the windows that found it ([`refine_object`]).
 
+/// The smallest window side: below it a window holds too little to be
+/// worth a model's input (which would blow each pixel up to a block).
+pub const MIN_WINDOW_SIZE: u32 = 16;
+/// Most windows a search runs unless told otherwise.
+pub const DEFAULT_MAX_WINDOWS: usize = 1024;
+
 mod error;
 mod features;
 mod grid;
@@ -19,7 +25,7 @@ mod source;
 
 pub use error::WindowError;
 pub use features::{FnFeatures, ModelFeatures, WindowFeatures};
-pub use grid::{window_prompt, WindowGrid, WindowSpec, DEFAULT_MAX_WINDOWS, MIN_WINDOW_SIZE};
+pub use grid::{window_prompt, WindowGrid, WindowSpec};
 pub use merge::{merge_candidates, merge_members, rank_order, SceneCandidate, WindowCandidate, DEFAULT_MERGE_IOU};
 pub use piece::{intersection, MaskPiece};
 pub use refine::{refine_object, refined_prompts, ObjectWindow, RefinedObject};

@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use super::error::WindowError;
 use super::features::WindowFeatures;
-use super::grid::{window_prompt, WindowGrid, WindowSpec, DEFAULT_MAX_WINDOWS};
+use super::grid::{window_prompt, WindowGrid, WindowSpec};
 use super::merge::{merge_candidates, SceneCandidate, WindowCandidate, DEFAULT_MERGE_IOU};
 use super::piece::MaskPiece;
 use super::source::WindowSource;
+use super::DEFAULT_MAX_WINDOWS;
 use crate::geo::Window;
 use crate::loaded_model::LoadedModel;
 use crate::predictor::{CheckedPrompt, EncodedImage, Prediction, Prompt};
